@@ -1,0 +1,60 @@
+# qifsim: `make demo` runs the main job, `make test` the default test suite.
+# Both build the two environments first (idempotent: a second run takes seconds).
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV      := .venv
+VENV_LAVA := .venv-lava
+PY        := $(VENV)/bin/python
+PY_LAVA   := $(VENV_LAVA)/bin/python
+PIP_FLAGS := --disable-pip-version-check --quiet --constraint constraints.txt
+
+# Python 3.11 for the torch side (the machine default).
+PYTHON311 ?= $(shell command -v python3.11 >/dev/null 2>&1 && python3.11 --version >/dev/null 2>&1 && echo python3.11 || echo python3)
+# Python 3.10 for the Lava side: python3.10 on PATH, else pyenv's 3.10.x.
+PYTHON310 ?= $(shell if python3.10 --version >/dev/null 2>&1; then echo python3.10; \
+	else ls -d $$(pyenv root 2>/dev/null)/versions/3.10.*/bin/python3.10 2>/dev/null | sort -V | tail -n 1; fi)
+
+.PHONY: help setup demo test test-all bench lint clean-venvs
+
+help:
+	@echo "make setup     build .venv (Python 3.11, torch) and .venv-lava (Python 3.10, lava-nc)"
+	@echo "make demo      run the main job: qifsim demo"
+	@echo "make test      run the default (fast) test suite"
+	@echo "make test-all  run every test, the slow ones included"
+	@echo "make bench     run the benchmarks (JSON in benchmarks/results/)"
+	@echo "make lint      ruff check"
+
+setup: $(VENV)/.qifsim-ready $(VENV_LAVA)/.qifsim-ready
+
+# torch/torchvision first, exactly pinned, so pip takes them from the local disk.
+$(VENV)/.qifsim-ready: pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON311) -m venv $(VENV)
+	$(PY) -m pip install $(PIP_FLAGS) torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install $(PIP_FLAGS) -e '.[interop,bench,dev]'
+	@touch $@
+
+$(VENV_LAVA)/.qifsim-ready: hardware/lava/pyproject.toml constraints.txt
+	@if [ -z "$(PYTHON310)" ]; then echo "error: Python 3.10 not found (needed by lava-nc 0.10.0). Install it (e.g. 'pyenv install 3.10') or set PYTHON310=/path/to/python3.10." >&2; exit 1; fi
+	@test -x $(PY_LAVA) || $(PYTHON310) -m venv $(VENV_LAVA)
+	$(PY_LAVA) -m pip install $(PIP_FLAGS) -e hardware/lava
+	@touch $@
+
+demo: setup
+	$(VENV)/bin/qifsim demo
+
+test: setup
+	$(PY) -m pytest
+
+test-all: setup
+	$(PY) -m pytest -m ""
+
+bench: setup
+	$(PY) benchmarks/neurons.py
+
+lint: setup
+	$(VENV)/bin/ruff check qifsim hardware tests benchmarks
+
+clean-venvs:
+	rm -rf $(VENV) $(VENV_LAVA)

@@ -1,0 +1,162 @@
+"""CPU kernels of the fused multi-step neuron op (numba, parallel over neurons).
+
+One pass over ``[T, N]`` per direction: each neuron's state stays in a local
+block buffer across all time steps, so forward reads ``x`` once and writes
+spikes and ``v`` once; backward reads the incoming gradients and ``v`` once
+and writes ``dL/dx``. Arithmetic follows :mod:`qifsim.neurons.functional`
+operation for operation (same order, no fast-math), so spikes are bit-equal
+to the reference path in float32 and float64.
+
+Parameter arrays have length ``N`` (per neuron) or 1 (shared); ``*_stride``
+is 1 or 0 accordingly. Gradient outputs for parameters are per neuron
+(length ``N``) or length-1 dummies when not requested.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+BLOCK = 512  # neurons per block: the inner loop is contiguous and vectorises
+
+
+@njit(inline="always", cache=True)
+def _drive(mode, u, a, r, c):
+    if mode == 0:
+        return a * (u - r) * (u - c)
+    if mode == 1:
+        return u + a * (u - r) * (u - c)
+    return a * u
+
+
+@njit(inline="always", cache=True)
+def _drive_derivatives(mode, u, a, r, c):
+    """(dv/du, dv/da, dv/dr, dv/dc) of ``_drive``, all float64."""
+    if mode == 2:
+        return a, u, 0.0, 0.0
+    dvdu = a * (2.0 * u - r - c)
+    if mode == 1:
+        dvdu = dvdu + 1.0
+    return dvdu, (u - r) * (u - c), -a * (u - c), -a * (u - r)
+
+
+@njit(inline="always", cache=True)
+def _surrogate(kind, d, w):
+    if kind == 0:
+        return 1.0 if abs(d) <= w else 0.0
+    if kind == 1:
+        return 1.0 / w if abs(d) < w * 0.5 else 0.0
+    if kind == 2:
+        s = 1.0 / (1.0 + math.exp(-w * d))
+        return w * s * (1.0 - s)
+    if kind == 3:
+        z = math.pi * 0.5 * w * d
+        return (w * 0.5) / (1.0 + z * z)
+    if kind == 4:
+        return w * max(0.0, 1.0 - abs(d))
+    z = w * abs(d) + 1.0
+    return 1.0 / (z * z)
+
+
+@njit(parallel=True, cache=True)
+def scan_forward(x, u0, a, a_s, r, r_s, c, c_s, th, th_s, mode, spikes, v_out):  # noqa: PLR0913
+    """Forward scan. ``x, spikes, v_out: [T, N]``; ``u0: [N]``."""
+    T, N = x.shape
+    nblocks = (N + BLOCK - 1) // BLOCK
+    for b in prange(nblocks):
+        lo = b * BLOCK
+        m = min(BLOCK, N - lo)
+        u = np.empty(m, dtype=x.dtype)
+        pa = np.empty(m, dtype=x.dtype)
+        pr = np.empty(m, dtype=x.dtype)
+        pc = np.empty(m, dtype=x.dtype)
+        pt = np.empty(m, dtype=x.dtype)
+        for j in range(m):
+            n = lo + j
+            u[j] = u0[n]
+            pa[j] = a[n * a_s]
+            pr[j] = r[n * r_s]
+            pc[j] = c[n * c_s]
+            pt[j] = th[n * th_s]
+        for t in range(T):
+            for j in range(m):
+                v = _drive(mode, u[j], pa[j], pr[j], pc[j]) + x[t, lo + j]
+                fired = v >= pt[j]
+                spikes[t, lo + j] = 1.0 if fired else 0.0
+                v_out[t, lo + j] = v
+                u[j] = pr[j] if fired else v
+
+
+@njit(parallel=True, cache=True)
+def scan_backward(  # noqa: PLR0913, PLR0915
+    grad_s, grad_v, v_seq, u0,
+    a, a_s, r, r_s, c, c_s, th, th_s, centre, centre_s, width, width_s,
+    mode, kind, detach_reset,
+    grad_x, grad_u0, grad_a, grad_r, grad_c, grad_th,
+):
+    """Backward scan (reverse time). All ``[T, N]`` arrays share one layout.
+
+    ``grad_a/r/c/th`` are written per neuron when their length is ``N``
+    (skipped when it is 1).
+    """
+    T, N = v_seq.shape
+    need_a = grad_a.shape[0] == N
+    need_r = grad_r.shape[0] == N
+    need_c = grad_c.shape[0] == N
+    need_th = grad_th.shape[0] == N
+    nblocks = (N + BLOCK - 1) // BLOCK
+    for b in prange(nblocks):
+        lo = b * BLOCK
+        m = min(BLOCK, N - lo)
+        carry = np.zeros(m)
+        acc_a = np.zeros(m)
+        acc_r = np.zeros(m)
+        acc_c = np.zeros(m)
+        acc_th = np.zeros(m)
+        for t in range(T - 1, -1, -1):
+            for j in range(m):
+                n = lo + j
+                # backward arithmetic runs in float64 whatever the storage dtype
+                pa = float(a[n * a_s])
+                pr = float(r[n * r_s])
+                pc = float(c[n * c_s])
+                pt = float(th[n * th_s])
+                v = float(v_seq[t, n])
+                fired = v_seq[t, n] >= th[n * th_s]
+                g = _surrogate(kind, v - float(centre[n * centre_s]), float(width[n * width_s]))
+                cu = carry[j]
+                # dL/dv: direct, through the spike, and through the reset.
+                dudv = 0.0 if fired else 1.0
+                reset_term = 0.0 if detach_reset else cu * (pr - v)
+                if not detach_reset:
+                    dudv = dudv + (pr - v) * g
+                gs = float(grad_s[t, n])
+                gv = float(grad_v[t, n]) + gs * g + cu * dudv
+                acc_th[j] += -(gs + reset_term) * g
+                if fired:
+                    acc_r[j] += cu
+                grad_x[t, n] = gv
+                # state entering step t
+                if t > 0:
+                    vp = v_seq[t - 1, n]
+                    up = pr if vp >= th[n * th_s] else float(vp)
+                else:
+                    up = float(u0[n])
+                dvdu, dvda, dvdr, dvdc = _drive_derivatives(mode, up, pa, pr, pc)
+                acc_a[j] += gv * dvda
+                acc_r[j] += gv * dvdr
+                acc_c[j] += gv * dvdc
+                carry[j] = gv * dvdu
+        for j in range(m):
+            n = lo + j
+            grad_u0[n] = carry[j]
+            if need_a:
+                grad_a[n] = acc_a[j]
+            if need_r:
+                grad_r[n] = acc_r[j]
+            if need_c:
+                grad_c[n] = acc_c[j]
+            if need_th:
+                grad_th[n] = acc_th[j]
