@@ -74,8 +74,12 @@ def _neuron_scan(
     v = torch.empty_like(x2)
     flat = [arg for p in (a, r, c, th) for arg in _flat_param(p.detach(), shape)]
     kernels_numba.scan_forward(
-        x2.numpy(), u0.detach().contiguous().reshape(-1).numpy(), *flat, mode,
-        spikes.numpy(), v.numpy(),
+        x2.numpy(),
+        u0.detach().contiguous().reshape(-1).numpy(),
+        *flat,
+        mode,
+        spikes.numpy(),
+        v.numpy(),
     )
     return spikes.reshape(x.shape), v.reshape(x.shape)
 
@@ -106,8 +110,20 @@ def _neuron_scan_backward(
     shape = u0.shape
     if _pick_backend(backend, v) == "torch":
         out = kernels_torch.scan_backward(
-            grad_s, grad_v, v, u0, a, r, c, th, centre, width,
-            mode, kind, detach_reset, tuple(needs),
+            grad_s,
+            grad_v,
+            v,
+            u0,
+            a,
+            r,
+            c,
+            th,
+            centre,
+            width,
+            mode,
+            kind,
+            detach_reset,
+            tuple(needs),
         )
         grads = [g if g is not None else v.new_empty(0) for g in out[2:]]
         return (out[0], out[1], *grads)
@@ -119,17 +135,23 @@ def _neuron_scan_backward(
     grad_x = torch.empty_like(v2)
     grad_u0 = torch.empty(n, dtype=v.dtype)
     grads = [torch.empty(n if need else 1, dtype=v.dtype) for need in needs]
-    flat = [
-        arg for p in (a, r, c, th, centre, width) for arg in _flat_param(p.detach(), shape)
-    ]
+    flat = [arg for p in (a, r, c, th, centre, width) for arg in _flat_param(p.detach(), shape)]
     kernels_numba.scan_backward(
         grad_s.detach().contiguous().reshape(T, -1).numpy(),
         grad_v.detach().contiguous().reshape(T, -1).numpy(),
-        v2.numpy(), u0.detach().contiguous().reshape(-1).numpy(), *flat,
-        mode, kind, detach_reset,
-        grad_x.numpy(), grad_u0.numpy(), *(g.numpy() for g in grads),
+        v2.numpy(),
+        u0.detach().contiguous().reshape(-1).numpy(),
+        *flat,
+        mode,
+        kind,
+        detach_reset,
+        grad_x.numpy(),
+        grad_u0.numpy(),
+        *(g.numpy() for g in grads),
     )
-    grads = [g.reshape(shape) if need else v.new_empty(0) for g, need in zip(grads, needs)]
+    grads = [
+        g.reshape(shape) if need else v.new_empty(0) for g, need in zip(grads, needs, strict=True)
+    ]
     return (grad_x.reshape(v.shape), grad_u0.reshape(shape), *grads)
 
 
@@ -152,19 +174,30 @@ def _backward(ctx, grad_s, grad_v):
     grad_s = torch.zeros_like(v) if grad_s is None else grad_s
     grad_v = torch.zeros_like(v) if grad_v is None else grad_v
     gx, gu0, *gp = _neuron_scan_backward(
-        grad_s, grad_v, v, u0, a, r, c, th, centre, width,
-        mode, kind, detach_reset, ctx.needs, backend,
+        grad_s,
+        grad_v,
+        v,
+        u0,
+        a,
+        r,
+        c,
+        th,
+        centre,
+        width,
+        mode,
+        kind,
+        detach_reset,
+        ctx.needs,
+        backend,
     )
     param_grads = [
         g.sum_to_size(p.shape) if need else None
-        for g, p, need in zip(gp, (a, r, c, th), ctx.needs)
+        for g, p, need in zip(gp, (a, r, c, th), ctx.needs, strict=True)
     ]
     return (gx, gu0, *param_grads, None, None, None, None, None, None)
 
 
-torch.library.register_autograd(
-    "qifsim::neuron_scan", _backward, setup_context=_setup_context
-)
+torch.library.register_autograd("qifsim::neuron_scan", _backward, setup_context=_setup_context)
 
 
 def neuron_sequence_fused(
@@ -188,6 +221,16 @@ def neuron_sequence_fused(
         ``(spikes [T, B, ...], v [T, B, ...])``.
     """
     return _neuron_scan(
-        x, u0, p.a, p.reset, p.u_c, p.u_th, p.centre, p.width,
-        p.mode, p.kind, detach_reset, backend,
+        x,
+        u0,
+        p.a,
+        p.reset,
+        p.u_c,
+        p.u_th,
+        p.centre,
+        p.width,
+        p.mode,
+        p.kind,
+        detach_reset,
+        backend,
     )

@@ -91,10 +91,31 @@ def scan_forward(x, u0, a, a_s, r, r_s, c, c_s, th, th_s, mode, spikes, v_out): 
 
 @njit(parallel=True, cache=True)
 def scan_backward(  # noqa: PLR0913, PLR0915
-    grad_s, grad_v, v_seq, u0,
-    a, a_s, r, r_s, c, c_s, th, th_s, centre, centre_s, width, width_s,
-    mode, kind, detach_reset,
-    grad_x, grad_u0, grad_a, grad_r, grad_c, grad_th,
+    grad_s,
+    grad_v,
+    v_seq,
+    u0,
+    a,
+    a_s,
+    r,
+    r_s,
+    c,
+    c_s,
+    th,
+    th_s,
+    centre,
+    centre_s,
+    width,
+    width_s,
+    mode,
+    kind,
+    detach_reset,
+    grad_x,
+    grad_u0,
+    grad_a,
+    grad_r,
+    grad_c,
+    grad_th,
 ):
     """Backward scan (reverse time). All ``[T, N]`` arrays share one layout.
 
@@ -122,7 +143,6 @@ def scan_backward(  # noqa: PLR0913, PLR0915
                 pa = float(a[n * a_s])
                 pr = float(r[n * r_s])
                 pc = float(c[n * c_s])
-                pt = float(th[n * th_s])
                 v = float(v_seq[t, n])
                 fired = v_seq[t, n] >= th[n * th_s]
                 g = _surrogate(kind, v - float(centre[n * centre_s]), float(width[n * width_s]))

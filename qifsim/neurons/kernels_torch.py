@@ -43,8 +43,20 @@ def _drive_derivatives(mode: int, u, a, r, c):
 
 @torch.no_grad()
 def scan_backward(
-    grad_s, grad_v, v_seq, u0, a, r, c, th, centre, width,
-    mode: int, kind: int, detach_reset: bool, needs: tuple[bool, bool, bool, bool],
+    grad_s,
+    grad_v,
+    v_seq,
+    u0,
+    a,
+    r,
+    c,
+    th,
+    centre,
+    width,
+    mode: int,
+    kind: int,
+    detach_reset: bool,
+    needs: tuple[bool, bool, bool, bool],
 ):
     """Reverse scan. Returns ``(grad_x, grad_u0, grad_a, grad_r, grad_c, grad_th)``.
 

@@ -59,7 +59,8 @@ def _inverse_softplus(y: torch.Tensor) -> torch.Tensor:
 def _state_dtype(x: torch.Tensor) -> torch.dtype:
     if not x.is_floating_point():
         raise TypeError(
-            f"neuron input must be a floating-point current, got {x.dtype}; convert it with x.float()"
+            f"neuron input must be a floating-point current, got {x.dtype}; "
+            "convert it with x.float()"
         )
     return x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
 
@@ -100,9 +101,19 @@ class _NeuronBase(nn.Module):
 
     # -- storage -------------------------------------------------------------
     def _store(self, name: str, value, raw=None) -> None:
-        """Register ``name`` as a fixed buffer, or its raw form as a Parameter."""
-        tensor = torch.as_tensor(value, dtype=torch.get_default_dtype()).detach().clone()
-        if name in self.learnable:
+        """Register ``name`` as a fixed buffer, or its raw form as a Parameter.
+
+        Tensors keep their dtype. Python numbers become float64 buffers (so
+        float64 simulations see them unrounded) or default-dtype Parameters.
+        """
+        learn = name in self.learnable
+        if isinstance(value, torch.Tensor):
+            tensor = value.detach().clone()
+        else:
+            tensor = torch.tensor(
+                value, dtype=torch.get_default_dtype() if learn else torch.float64
+            )
+        if learn:
             raw_value = tensor if raw is None else raw(tensor)
             self.register_parameter(f"{name}_raw", nn.Parameter(raw_value))
         else:
@@ -196,8 +207,7 @@ class _QIFBase(_NeuronBase):
         if not isinstance(p, QIFParameters):
             raise TypeError(f"expected QIFParameters, got {type(p).__name__}")
         self.p = p
-        a, u_rest, u_c = (torch.as_tensor(v, dtype=torch.get_default_dtype()) for v in
-                          (p.a, p.u_rest, p.u_c))
+        a, u_rest, u_c = (torch.as_tensor(v, dtype=torch.float64) for v in (p.a, p.u_rest, p.u_c))
         self._store("a", a, _inverse_softplus)
         # Storage that keeps u_rest < u_c (see neuron_values for the inverse):
         #   u_c learnable:            u_c_raw = softplus^-1(u_c - u_rest), u_rest as given
@@ -206,8 +216,9 @@ class _QIFBase(_NeuronBase):
             self._store("u_rest", u_rest)
             self._store("u_c", u_c - u_rest, _inverse_softplus)
         else:
-            self._store("u_rest", u_c - u_rest if "u_rest" in self.learnable else u_rest,
-                        _inverse_softplus)
+            self._store(
+                "u_rest", u_c - u_rest if "u_rest" in self.learnable else u_rest, _inverse_softplus
+            )
             self._store("u_c", u_c)
         self._store("u_th", p.u_th)
 
@@ -227,8 +238,10 @@ class _QIFBase(_NeuronBase):
 
     def current_parameters(self) -> QIFParameters:
         """The parameters in use now, as a (detached) :class:`QIFParameters`."""
-        vals = {k: (v.item() if v.numel() == 1 else v.detach().clone())
-                for k, v in self.neuron_values().items()}
+        vals = {
+            k: (v.item() if v.numel() == 1 else v.detach().clone())
+            for k, v in self.neuron_values().items()
+        }
         return self.p.replace(**vals)
 
     def _neuron_tensors(self, dtype, device) -> NeuronTensors:
@@ -242,8 +255,13 @@ class _QIFBase(_NeuronBase):
             centre = vals["u_th"].detach()
             width = torch.tensor(self.p.alpha, dtype=dtype, device=device)
         return NeuronTensors(
-            a=vals["a"], reset=vals["u_rest"], u_c=vals["u_c"], u_th=vals["u_th"],
-            centre=centre, width=width, mode=QIF_MODES[self.p.form],
+            a=vals["a"],
+            reset=vals["u_rest"],
+            u_c=vals["u_c"],
+            u_th=vals["u_th"],
+            centre=centre,
+            width=width,
+            mode=QIF_MODES[self.p.form],
             kind=surrogate_kind(self.p.surrogate),
         )
 
@@ -267,7 +285,7 @@ class _LIFBase(_NeuronBase):
         if not isinstance(p, LIFParameters):
             raise TypeError(f"expected LIFParameters, got {type(p).__name__}")
         self.p = p
-        beta = torch.as_tensor(p.beta, dtype=torch.get_default_dtype())
+        beta = torch.as_tensor(p.beta, dtype=torch.float64)
         if "beta" in self.learnable and not bool(((beta > 0) & (beta < 1)).all()):
             raise ValueError(
                 f"a learnable beta must lie strictly inside (0, 1) (it is stored as a logit), "
@@ -284,18 +302,24 @@ class _LIFBase(_NeuronBase):
 
     def current_parameters(self) -> LIFParameters:
         """The parameters in use now, as a (detached) :class:`LIFParameters`."""
-        vals = {k: (v.item() if v.numel() == 1 else v.detach().clone())
-                for k, v in self.neuron_values().items()}
+        vals = {
+            k: (v.item() if v.numel() == 1 else v.detach().clone())
+            for k, v in self.neuron_values().items()
+        }
         return self.p.replace(**vals)
 
     def _neuron_tensors(self, dtype, device) -> NeuronTensors:
         vals = {k: v.to(device=device, dtype=dtype) for k, v in self.neuron_values().items()}
         zero = torch.zeros((), dtype=dtype, device=device)
         return NeuronTensors(
-            a=vals["beta"], reset=zero, u_c=zero, u_th=vals["u_th"],
+            a=vals["beta"],
+            reset=zero,
+            u_c=zero,
+            u_th=vals["u_th"],
             centre=vals["u_th"].detach(),
             width=torch.tensor(self.p.alpha, dtype=dtype, device=device),
-            mode=MODE_LIF, kind=surrogate_kind(self.p.surrogate),
+            mode=MODE_LIF,
+            kind=surrogate_kind(self.p.surrogate),
         )
 
 

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
-from typing import Union
 
 import torch
 
 from .surrogate import DEFAULT_ALPHA, canonical_surrogate
 
-Value = Union[float, torch.Tensor]
+Value = float | torch.Tensor
 
 FORMS: tuple[str, ...] = ("paper", "euler")
 
@@ -80,7 +79,9 @@ class QIFParameters:
         for name in ("a", "u_rest", "u_c", "u_th"):
             _check_finite(name, getattr(self, name))
         if not bool((_as_tensor(self.a) > 0).all()):
-            raise ValueError(f"a must be > 0 (the quadratic term must open upwards), got {self.a!r}")
+            raise ValueError(
+                f"a must be > 0 (the quadratic term must open upwards), got {self.a!r}"
+            )
         if not bool((_as_tensor(self.u_rest) < _as_tensor(self.u_c)).all()):
             raise ValueError(
                 f"u_rest must be < u_c (resting potential below the critical one), "
@@ -125,7 +126,9 @@ class LIFParameters:
             _check_finite(name, getattr(self, name))
         beta = _as_tensor(self.beta)
         if not bool(((beta >= 0) & (beta <= 1)).all()):
-            raise ValueError(f"beta must be within [0, 1] (a leak factor per step), got {self.beta!r}")
+            raise ValueError(
+                f"beta must be within [0, 1] (a leak factor per step), got {self.beta!r}"
+            )
         surrogate = canonical_surrogate(self.surrogate)
         if surrogate == "analytic":
             raise ValueError(
