@@ -95,3 +95,35 @@ def test_only_rejects_unknown_name(tmp_path):
     assert proc.returncode != 0
     assert "no_such_impl" in proc.stderr
     assert not (tmp_path / "x.json").exists()
+
+
+def _common_module():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import _common
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    return _common
+
+
+def test_saved_tensor_accounting():
+    import torch
+
+    common = _common_module()
+    a = torch.randn(1000, requires_grad=True)
+    b = torch.randn(1000, requires_grad=True)
+    # a * b saves a and b, exp its output; the saved views a[:10], b[:10] add no storage.
+    report, out = common.measure_saved_tensors(
+        lambda: (a * b).exp().sum() + (a[:10] * b[:10]).sum()
+    )
+    assert report.bytes == 3 * 1000 * 4
+    assert report.n_held == report.n_packed == 5
+    assert len(report.storages) == 3
+    del out
+
+
+def test_write_json_atomic(tmp_path):
+    common = _common_module()
+    path = common.write_json_atomic(tmp_path / "sub" / "r.json", {"a": 1.5, "b": float("nan")})
+    assert json.loads(path.read_text()) == {"a": 1.5, "b": None}
+    assert [p.name for p in path.parent.iterdir()] == ["r.json"]

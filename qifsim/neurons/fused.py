@@ -73,11 +73,10 @@ def _neuron_scan(
     spikes = torch.empty_like(x2)
     v = torch.empty_like(x2)
     flat = [arg for p in (a, r, c, th) for arg in _flat_param(p.detach(), shape)]
-    kernels_numba.scan_forward(
+    kernels_numba.forward_kernel(mode)(
         x2.numpy(),
         u0.detach().contiguous().reshape(-1).numpy(),
         *flat,
-        mode,
         spikes.numpy(),
         v.numpy(),
     )
@@ -134,17 +133,16 @@ def _neuron_scan_backward(
     v2 = v.detach().contiguous().reshape(T, -1)
     grad_x = torch.empty_like(v2)
     grad_u0 = torch.empty(n, dtype=v.dtype)
-    grads = [torch.empty(n if need else 1, dtype=v.dtype) for need in needs]
+    need_params = any(needs)
+    grads = [torch.empty(n if need_params else 1, dtype=v.dtype) for _ in needs]
     flat = [arg for p in (a, r, c, th, centre, width) for arg in _flat_param(p.detach(), shape)]
-    kernels_numba.scan_backward(
+    kernel = kernels_numba.backward_kernel(mode, kind, detach_reset, need_params)
+    kernel(
         grad_s.detach().contiguous().reshape(T, -1).numpy(),
         grad_v.detach().contiguous().reshape(T, -1).numpy(),
         v2.numpy(),
         u0.detach().contiguous().reshape(-1).numpy(),
         *flat,
-        mode,
-        kind,
-        detach_reset,
         grad_x.numpy(),
         grad_u0.numpy(),
         *(g.numpy() for g in grads),

@@ -10,10 +10,16 @@ to the reference path in float32 and float64.
 Parameter arrays have length ``N`` (per neuron) or 1 (shared); ``*_stride``
 is 1 or 0 accordingly. Gradient outputs for parameters are per neuron
 (length ``N``) or length-1 dummies when not requested.
+
+The membrane mode, the surrogate kind and the backward flags are compiled in
+as constants: :func:`forward_kernel` and :func:`backward_kernel` build (and
+memoise) one specialised kernel per combination, so the inner loops carry no
+run-time dispatch. numba caches each specialisation on disk.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -42,7 +48,7 @@ def _drive_derivatives(mode, u, a, r, c):
     return dvdu, (u - r) * (u - c), -a * (u - c), -a * (u - r)
 
 
-@njit(inline="always", cache=True)
+@njit(inline="always", cache=True, error_model="numpy")
 def _surrogate(kind, d, w):
     if kind == 0:
         return 1.0 if abs(d) <= w else 0.0
@@ -60,123 +66,142 @@ def _surrogate(kind, d, w):
     return 1.0 / (z * z)
 
 
-@njit(parallel=True, cache=True)
-def scan_forward(x, u0, a, a_s, r, r_s, c, c_s, th, th_s, mode, spikes, v_out):  # noqa: PLR0913
-    """Forward scan. ``x, spikes, v_out: [T, N]``; ``u0: [N]``."""
-    T, N = x.shape
-    nblocks = (N + BLOCK - 1) // BLOCK
-    for b in prange(nblocks):
-        lo = b * BLOCK
-        m = min(BLOCK, N - lo)
-        u = np.empty(m, dtype=x.dtype)
-        pa = np.empty(m, dtype=x.dtype)
-        pr = np.empty(m, dtype=x.dtype)
-        pc = np.empty(m, dtype=x.dtype)
-        pt = np.empty(m, dtype=x.dtype)
-        for j in range(m):
-            n = lo + j
-            u[j] = u0[n]
-            pa[j] = a[n * a_s]
-            pr[j] = r[n * r_s]
-            pc[j] = c[n * c_s]
-            pt[j] = th[n * th_s]
-        for t in range(T):
-            for j in range(m):
-                v = _drive(mode, u[j], pa[j], pr[j], pc[j]) + x[t, lo + j]
-                fired = v >= pt[j]
-                spikes[t, lo + j] = 1.0 if fired else 0.0
-                v_out[t, lo + j] = v
-                u[j] = pr[j] if fired else v
+@functools.cache
+def forward_kernel(mode: int):
+    """Forward scan specialised for ``mode``.
 
-
-@njit(parallel=True, cache=True)
-def scan_backward(  # noqa: PLR0913, PLR0915
-    grad_s,
-    grad_v,
-    v_seq,
-    u0,
-    a,
-    a_s,
-    r,
-    r_s,
-    c,
-    c_s,
-    th,
-    th_s,
-    centre,
-    centre_s,
-    width,
-    width_s,
-    mode,
-    kind,
-    detach_reset,
-    grad_x,
-    grad_u0,
-    grad_a,
-    grad_r,
-    grad_c,
-    grad_th,
-):
-    """Backward scan (reverse time). All ``[T, N]`` arrays share one layout.
-
-    ``grad_a/r/c/th`` are written per neuron when their length is ``N``
-    (skipped when it is 1).
+    Signature: ``(x, u0, a, a_s, r, r_s, c, c_s, th, th_s, spikes, v_out)`` with
+    ``x, spikes, v_out: [T, N]`` and ``u0: [N]``; writes spikes and ``v``.
     """
-    T, N = v_seq.shape
-    need_a = grad_a.shape[0] == N
-    need_r = grad_r.shape[0] == N
-    need_c = grad_c.shape[0] == N
-    need_th = grad_th.shape[0] == N
-    nblocks = (N + BLOCK - 1) // BLOCK
-    for b in prange(nblocks):
-        lo = b * BLOCK
-        m = min(BLOCK, N - lo)
-        carry = np.zeros(m)
-        acc_a = np.zeros(m)
-        acc_r = np.zeros(m)
-        acc_c = np.zeros(m)
-        acc_th = np.zeros(m)
-        for t in range(T - 1, -1, -1):
+
+    @njit(parallel=True, cache=True)
+    def scan_forward(x, u0, a, a_s, r, r_s, c, c_s, th, th_s, spikes, v_out):  # noqa: PLR0913
+        T, N = x.shape
+        nblocks = (N + BLOCK - 1) // BLOCK
+        for b in prange(nblocks):
+            lo = b * BLOCK
+            m = min(BLOCK, N - lo)
+            u = np.empty(m, dtype=x.dtype)
+            pa = np.empty(m, dtype=x.dtype)
+            pr = np.empty(m, dtype=x.dtype)
+            pc = np.empty(m, dtype=x.dtype)
+            pt = np.empty(m, dtype=x.dtype)
             for j in range(m):
                 n = lo + j
-                # backward arithmetic runs in float64 whatever the storage dtype
-                pa = float(a[n * a_s])
-                pr = float(r[n * r_s])
-                pc = float(c[n * c_s])
-                v = float(v_seq[t, n])
-                fired = v_seq[t, n] >= th[n * th_s]
-                g = _surrogate(kind, v - float(centre[n * centre_s]), float(width[n * width_s]))
-                cu = carry[j]
-                # dL/dv: direct, through the spike, and through the reset.
-                dudv = 0.0 if fired else 1.0
-                reset_term = 0.0 if detach_reset else cu * (pr - v)
-                if not detach_reset:
-                    dudv = dudv + (pr - v) * g
-                gs = float(grad_s[t, n])
-                gv = float(grad_v[t, n]) + gs * g + cu * dudv
-                acc_th[j] += -(gs + reset_term) * g
-                if fired:
-                    acc_r[j] += cu
-                grad_x[t, n] = gv
-                # state entering step t
-                if t > 0:
-                    vp = v_seq[t - 1, n]
-                    up = pr if vp >= th[n * th_s] else float(vp)
-                else:
-                    up = float(u0[n])
-                dvdu, dvda, dvdr, dvdc = _drive_derivatives(mode, up, pa, pr, pc)
-                acc_a[j] += gv * dvda
-                acc_r[j] += gv * dvdr
-                acc_c[j] += gv * dvdc
-                carry[j] = gv * dvdu
-        for j in range(m):
-            n = lo + j
-            grad_u0[n] = carry[j]
-            if need_a:
-                grad_a[n] = acc_a[j]
-            if need_r:
-                grad_r[n] = acc_r[j]
-            if need_c:
-                grad_c[n] = acc_c[j]
-            if need_th:
-                grad_th[n] = acc_th[j]
+                u[j] = u0[n]
+                pa[j] = a[n * a_s]
+                pr[j] = r[n * r_s]
+                pc[j] = c[n * c_s]
+                pt[j] = th[n * th_s]
+            for t in range(T):
+                for j in range(m):
+                    v = _drive(mode, u[j], pa[j], pr[j], pc[j]) + x[t, lo + j]
+                    fired = v >= pt[j]
+                    spikes[t, lo + j] = 1.0 if fired else 0.0
+                    v_out[t, lo + j] = v
+                    u[j] = pr[j] if fired else v
+
+    return scan_forward
+
+
+@functools.cache
+def backward_kernel(mode: int, kind: int, detach_reset: bool, need_params: bool):
+    """Backward scan specialised for its flags (reverse time).
+
+    Signature: ``(grad_s, grad_v, v_seq, u0, a, a_s, r, r_s, c, c_s, th, th_s,
+    centre, centre_s, width, width_s, grad_x, grad_u0, grad_a, grad_r, grad_c,
+    grad_th)``. Arithmetic runs in float64 whatever the storage dtype; spike
+    decisions compare in the storage dtype, as the forward did. With
+    ``need_params`` the per-neuron parameter gradients (length ``N``) are
+    written, else ``grad_a/r/c/th`` are untouched dummies.
+    """
+
+    @njit(parallel=True, cache=True, error_model="numpy")
+    def scan_backward(  # noqa: PLR0913, PLR0915
+        grad_s,
+        grad_v,
+        v_seq,
+        u0,
+        a,
+        a_s,
+        r,
+        r_s,
+        c,
+        c_s,
+        th,
+        th_s,
+        centre,
+        centre_s,
+        width,
+        width_s,
+        grad_x,
+        grad_u0,
+        grad_a,
+        grad_r,
+        grad_c,
+        grad_th,
+    ):
+        T, N = v_seq.shape
+        nblocks = (N + BLOCK - 1) // BLOCK
+        for b in prange(nblocks):
+            lo = b * BLOCK
+            m = min(BLOCK, N - lo)
+            pa = np.empty(m)
+            pr = np.empty(m)
+            pc = np.empty(m)
+            pce = np.empty(m)
+            pw = np.empty(m)
+            pt = np.empty(m, dtype=v_seq.dtype)  # threshold in storage dtype
+            for j in range(m):
+                n = lo + j
+                pa[j] = a[n * a_s]
+                pr[j] = r[n * r_s]
+                pc[j] = c[n * c_s]
+                pt[j] = th[n * th_s]
+                pce[j] = centre[n * centre_s]
+                pw[j] = width[n * width_s]
+            carry = np.zeros(m)
+            acc_a = np.zeros(m)
+            acc_r = np.zeros(m)
+            acc_c = np.zeros(m)
+            acc_th = np.zeros(m)
+            for t in range(T - 1, -1, -1):
+                for j in range(m):
+                    n = lo + j
+                    v_store = v_seq[t, n]
+                    fired = v_store >= pt[j]
+                    v = float(v_store)
+                    g = _surrogate(kind, v - pce[j], pw[j])
+                    cu = carry[j]
+                    gs = float(grad_s[t, n])
+                    # dL/dv: direct, through the spike, and through the reset.
+                    dudv = 0.0 if fired else 1.0
+                    reset_term = 0.0
+                    if not detach_reset:
+                        dudv += (pr[j] - v) * g
+                        reset_term = cu * (pr[j] - v)
+                    gv = float(grad_v[t, n]) + gs * g + cu * dudv
+                    grad_x[t, n] = gv
+                    # state entering step t
+                    if t > 0:
+                        vp = v_seq[t - 1, n]
+                        up = pr[j] if vp >= pt[j] else float(vp)
+                    else:
+                        up = float(u0[n])
+                    dvdu, dvda, dvdr, dvdc = _drive_derivatives(mode, up, pa[j], pr[j], pc[j])
+                    carry[j] = gv * dvdu
+                    if need_params:
+                        acc_th[j] -= (gs + reset_term) * g
+                        acc_a[j] += gv * dvda
+                        acc_r[j] += gv * dvdr + (cu if fired else 0.0)
+                        acc_c[j] += gv * dvdc
+            for j in range(m):
+                n = lo + j
+                grad_u0[n] = carry[j]
+                if need_params:
+                    grad_a[n] = acc_a[j]
+                    grad_r[n] = acc_r[j]
+                    grad_c[n] = acc_c[j]
+                    grad_th[n] = acc_th[j]
+
+    return scan_backward

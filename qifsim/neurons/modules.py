@@ -137,7 +137,10 @@ class _NeuronBase(nn.Module):
                 f"{type(self).__name__} expects input {layout}, got shape {tuple(x.shape)}"
             )
         if self.check_inputs and not torch.compiler.is_compiling():
-            if not bool(torch.isfinite(x).all()):
+            # One reduction instead of an elementwise mask: any NaN/inf makes the
+            # sum non-finite (finite inputs summing past the dtype's max would too,
+            # and those would overflow the quadratic term anyway).
+            if not bool(torch.isfinite(x.sum())):
                 raise ValueError(
                     f"{type(self).__name__} input contains NaN or inf; check the layer "
                     "before it (or pass check_inputs=False to skip this check)"

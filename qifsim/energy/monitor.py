@@ -1,0 +1,86 @@
+"""Spike monitors: per-layer spike counts and firing rates with constant memory.
+
+``SpikeMonitor(model)`` hooks every qifsim neuron module (QIF, LIF and their
+cells) in ``model`` and keeps running sums while it is open::
+
+    with SpikeMonitor(model) as monitor:
+        for x, _ in loader:
+            model(x)
+    monitor.rates()   # {layer name: spikes / (neurons * T * samples)}
+
+Only sums are kept (no tensors are stored), so memory does not grow with the
+number of batches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..neurons.modules import _NeuronBase
+
+
+@dataclass
+class LayerSpikes:
+    """Running totals of one spiking layer.
+
+    ``spikes``: spikes emitted; ``neuron_steps``: neurons x time steps x samples
+    seen; ``neurons``: neurons per sample (the layer's size).
+    """
+
+    spikes: int = 0
+    neuron_steps: int = 0
+    neurons: int = 0
+
+    @property
+    def rate(self) -> float:
+        """Firing rate: spikes per neuron per time step (0 before any input)."""
+        return self.spikes / self.neuron_steps if self.neuron_steps else 0.0
+
+
+def spiking_layers(model: nn.Module) -> dict[str, nn.Module]:
+    """Named qifsim neuron modules of ``model`` (the model itself under the name ``""``)."""
+    return {name: m for name, m in model.named_modules() if isinstance(m, _NeuronBase)}
+
+
+class SpikeMonitor:
+    """Context manager counting spikes of every qifsim neuron module in ``model``."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.layers = spiking_layers(model)
+        if not self.layers:
+            raise ValueError("the model has no qifsim neuron modules (QIF, LIF, QIFCell, LIFCell)")
+        self.records = {name: LayerSpikes() for name in self.layers}
+        self._handles: list = []
+
+    def _hook(self, name: str, multi_step: bool):
+        record = self.records[name]
+
+        def hook(module, inputs, output):
+            spikes = output[0]
+            per_sample = spikes.shape[2:] if multi_step else spikes.shape[1:]
+            record.neurons = int(torch.Size(per_sample).numel())
+            record.spikes += int(spikes.detach().sum().item())
+            record.neuron_steps += spikes.numel()
+
+        return hook
+
+    def __enter__(self) -> SpikeMonitor:
+        from ..neurons.modules import LIFCell, QIFCell
+
+        for name, module in self.layers.items():
+            multi_step = not isinstance(module, (QIFCell, LIFCell))
+            self._handles.append(module.register_forward_hook(self._hook(name, multi_step)))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def rates(self) -> dict[str, float]:
+        """Firing rate per layer (spikes / (neurons * T * samples))."""
+        return {name: rec.rate for name, rec in self.records.items()}
