@@ -1,0 +1,100 @@
+"""Spike monitor, the demo (main job), the CLI and the Lava environment bridge."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from qifsim.cli import main
+from qifsim.demo import DemoNet, run_demo
+from qifsim.energy import SpikeMonitor
+from qifsim.lava_bridge import LavaEnvironmentError, find_lava_python, run_lava
+
+
+def test_monitor_rates_equal_direct_counts():
+    torch.manual_seed(0)
+    model = DemoNet("qif")
+    batches = [torch.rand(6, 3, 2, 34, 34) * 3, torch.rand(6, 1, 2, 34, 34) * 3]
+    direct = {"spike1": 0.0, "spike2": 0.0}
+    with torch.no_grad():
+        model(batches[0])  # calibrate tdBN's running statistics
+        model.eval()
+        for x in batches:  # the network's layers called by hand
+            s1, _ = model.spike1(model.bn1(model.conv1(x)))
+            s2, _ = model.spike2(model.bn2(model.conv2(s1)))
+            direct["spike1"] += s1.sum().item()
+            direct["spike2"] += s2.sum().item()
+        with SpikeMonitor(model) as monitor:
+            for x in batches:
+                model(x)
+    rec = monitor.records
+    assert rec["spike1"].neurons == 8 * 17 * 17 and rec["spike2"].neurons == 16 * 9 * 9
+    for name, size in (("spike1", 8 * 17 * 17), ("spike2", 16 * 9 * 9)):
+        assert rec[name].spikes == direct[name] > 0
+        assert rec[name].neuron_steps == 6 * 4 * size
+        assert monitor.rates()[name] == direct[name] / (6 * 4 * size)
+    assert not model.spike1._forward_hooks  # removed on exit
+    with pytest.raises(ValueError, match="no qifsim neuron modules"):
+        SpikeMonitor(torch.nn.Linear(2, 2))
+
+
+def test_demo_runs_and_writes_measured_results(tmp_path, capsys):
+    summary = run_demo(out_dir=tmp_path, n_samples=8, n_frames=4)
+    out = capsys.readouterr().out
+    assert "QIF/LIF" in out and "spike1" in out and "spike2" in out
+    saved = json.loads((tmp_path / "demo.json").read_text())
+    assert saved["total_spikes"] == summary["total_spikes"]
+    for neuron in ("lif", "qif"):
+        for layer in saved["layers"][neuron].values():
+            assert 0 < layer["rate"] < 1
+            assert layer["spikes"] == round(layer["rate"] * layer["neurons"] * 8 * 4)
+
+
+def test_cli_help_and_errors(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    assert "demo" in capsys.readouterr().out
+    assert main([]) == 2
+    assert main(["window", "--a", "-1"]) == 2
+    assert "a must be > 0" in capsys.readouterr().err
+
+
+def test_cli_window_json(capsys):
+    assert main(["window", "--samples", "200000", "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["formula_mu"] == pytest.approx(0.0625)
+    assert stats["approx_mu"] == pytest.approx(0.0625, rel=0.05)
+
+
+def test_console_script_help():
+    proc = subprocess.run([sys.executable, "-m", "qifsim.cli", "--help"],
+                          capture_output=True, text=True, check=True)
+    assert "QIF" in proc.stdout
+
+
+def _lava_python_or_skip():
+    try:
+        return find_lava_python()
+    except LavaEnvironmentError as err:
+        pytest.skip(str(err))
+
+
+def test_lava_environment_runs_a_network():
+    """`make setup` builds .venv-lava; its doctor runs a real 3-step Lava network."""
+    _lava_python_or_skip()
+    report = run_lava(["doctor"], timeout=300)
+    assert report["returncode"] == 0
+    assert report["python"].startswith("3.10")
+    assert report["lava_nc"] == "0.10.0"
+    assert report["lava_run_ok"] is True
+    assert report["lava_run"]["received"] == report["lava_run"]["expected"]
+
+
+def test_lava_side_does_not_import_torch():
+    python = _lava_python_or_skip()
+    code = "import sys, qifsim_lava.doctor, qifsim_lava.cli; print('torch' in sys.modules)"
+    proc = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "False"
