@@ -2,6 +2,7 @@
 # Both build the two environments first (idempotent: a second run takes seconds).
 
 SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
 .DEFAULT_GOAL := help
 
 VENV      := .venv
@@ -9,6 +10,9 @@ VENV_LAVA := .venv-lava
 PY        := $(VENV)/bin/python
 PY_LAVA   := $(VENV_LAVA)/bin/python
 PIP_FLAGS := --disable-pip-version-check --quiet --constraint constraints.txt
+# pip's configuration on some machines lists local index folders that do not
+# exist; drop those warnings (pip's own exit status still counts: pipefail).
+QUIET_PIP := 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
 # Python 3.11 for the torch side (the machine default).
 PYTHON311 ?= $(shell command -v python3.11 >/dev/null 2>&1 && python3.11 --version >/dev/null 2>&1 && echo python3.11 || echo python3)
@@ -31,14 +35,14 @@ setup: $(VENV)/.qifsim-ready $(VENV_LAVA)/.qifsim-ready
 # torch/torchvision first, exactly pinned, so pip takes them from the local disk.
 $(VENV)/.qifsim-ready: pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON311) -m venv $(VENV)
-	$(PY) -m pip install $(PIP_FLAGS) torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install $(PIP_FLAGS) -e '.[interop,bench,dev]'
+	$(PY) -m pip install $(PIP_FLAGS) torch==2.14.1 torchvision==0.29.1 $(QUIET_PIP)
+	$(PY) -m pip install $(PIP_FLAGS) -e '.[interop,bench,dev]' $(QUIET_PIP)
 	@touch $@
 
 $(VENV_LAVA)/.qifsim-ready: hardware/lava/pyproject.toml constraints.txt
 	@if [ -z "$(PYTHON310)" ]; then echo "error: Python 3.10 not found (needed by lava-nc 0.10.0). Install it (e.g. 'pyenv install 3.10') or set PYTHON310=/path/to/python3.10." >&2; exit 1; fi
 	@test -x $(PY_LAVA) || $(PYTHON310) -m venv $(VENV_LAVA)
-	$(PY_LAVA) -m pip install $(PIP_FLAGS) -e hardware/lava
+	$(PY_LAVA) -m pip install $(PIP_FLAGS) -e hardware/lava $(QUIET_PIP)
 	@touch $@
 
 demo: setup

@@ -133,8 +133,8 @@ def run_demo(
     for neuron in ("lif", "qif"):
         torch.manual_seed(seed)  # identical weights for both neuron types
         model = DemoNet(neuron)
-        with torch.no_grad():  # warm-up: loads the compiled kernels before timing
-            model(x[:, :2])
+        with torch.no_grad():  # warm-up (eval: no statistics updated): loads the kernels
+            model.eval()(x[:, :2])
         start = time.perf_counter()
         results[neuron] = _simulate(model, x, batch)
         results[neuron + "_seconds"] = time.perf_counter() - start

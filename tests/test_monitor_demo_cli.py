@@ -50,6 +50,8 @@ def test_demo_runs_and_writes_measured_results(tmp_path, capsys):
         for layer in saved["layers"][neuron].values():
             assert 0 < layer["rate"] < 1
             assert layer["spikes"] == round(layer["rate"] * layer["neurons"] * 8 * 4)
+    again = run_demo(out_dir=tmp_path / "again", n_samples=8, n_frames=4)
+    assert again["layers"] == summary["layers"]  # deterministic for a seed
 
 
 def test_cli_help_and_errors(capsys):

@@ -69,17 +69,32 @@ class _NeuronBase(nn.Module):
     """Shared machinery: parameter storage, input checks, the fused/reference split."""
 
     _state_cls: type = QIFState
+    _params_cls: type = QIFParameters
     _learnable_names: tuple[str, ...] = ()
 
     def __init__(
         self,
-        learnable,
-        detach_reset: bool,
-        impl: str,
-        backend: str,
-        record_states: bool,
-        check_inputs: bool,
+        p=None,
+        learnable=(),
+        detach_reset: bool = False,
+        impl: str = "fused",
+        backend: str = "auto",
+        record_states: bool = False,
+        check_inputs: bool = True,
     ) -> None:
+        """
+        Args:
+            p: neuron parameters (:class:`QIFParameters` / :class:`LIFParameters`);
+                ``None`` uses the paper's defaults.
+            learnable: names of parameters to train (e.g. ``("a", "u_c")``).
+            detach_reset: stop gradients through the reset.
+            impl: ``"fused"`` (one custom op over all steps) or ``"reference"``
+                (step-by-step autograd).
+            backend: kernel of the fused op: ``"auto"``, ``"numba"`` or ``"torch"``.
+            record_states: return the state of every step (``state.v: [T, B, ...]``).
+            check_inputs: raise on NaN/inf inputs (one reduction per call; on
+                CUDA it synchronises, so turn it off for speed there).
+        """
         super().__init__()
         if impl not in IMPLS:
             raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
@@ -92,12 +107,17 @@ class _NeuronBase(nn.Module):
                 f"cannot learn {unknown}; learnable parameters of {type(self).__name__}: "
                 f"{self._learnable_names}"
             )
+        p = self._params_cls() if p is None else p
+        if not isinstance(p, self._params_cls):
+            raise TypeError(f"expected {self._params_cls.__name__}, got {type(p).__name__}")
+        self.p = p
         self.learnable = learnable
         self.detach_reset = detach_reset
         self.impl = impl
         self.backend = backend
         self.record_states = record_states
         self.check_inputs = check_inputs
+        self._store_parameters(p)
 
     # -- storage -------------------------------------------------------------
     def _store(self, name: str, value, raw=None) -> None:
@@ -120,8 +140,19 @@ class _NeuronBase(nn.Module):
             self.register_buffer(f"{name}_fixed", tensor)
 
     # -- subclass interface -------------------------------------------------
+    def _store_parameters(self, p) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
     def neuron_values(self) -> dict[str, torch.Tensor]:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def current_parameters(self):
+        """The parameters in use now, as a (detached) parameters dataclass."""
+        vals = {
+            k: (v.item() if v.numel() == 1 else v.detach().clone())
+            for k, v in self.neuron_values().items()
+        }
+        return self.p.replace(**vals)
 
     def _neuron_tensors(self, dtype: torch.dtype, device: torch.device) -> NeuronTensors:
         raise NotImplementedError  # pragma: no cover - abstract
@@ -193,23 +224,10 @@ class _NeuronBase(nn.Module):
 
 class _QIFBase(_NeuronBase):
     _state_cls = QIFState
+    _params_cls = QIFParameters
     _learnable_names = ("a", "u_rest", "u_c", "u_th")
 
-    def __init__(
-        self,
-        p: QIFParameters | None = None,
-        learnable=(),
-        detach_reset: bool = False,
-        impl: str = "fused",
-        backend: str = "auto",
-        record_states: bool = False,
-        check_inputs: bool = True,
-    ) -> None:
-        super().__init__(learnable, detach_reset, impl, backend, record_states, check_inputs)
-        p = QIFParameters() if p is None else p
-        if not isinstance(p, QIFParameters):
-            raise TypeError(f"expected QIFParameters, got {type(p).__name__}")
-        self.p = p
+    def _store_parameters(self, p: QIFParameters) -> None:
         a, u_rest, u_c = (torch.as_tensor(v, dtype=torch.float64) for v in (p.a, p.u_rest, p.u_c))
         self._store("a", a, _inverse_softplus)
         # Storage that keeps u_rest < u_c (see neuron_values for the inverse):
@@ -239,14 +257,6 @@ class _QIFBase(_NeuronBase):
         u_th = self.u_th_raw if "u_th" in self.learnable else self.u_th_fixed
         return {"a": a, "u_rest": u_rest, "u_c": u_c, "u_th": u_th}
 
-    def current_parameters(self) -> QIFParameters:
-        """The parameters in use now, as a (detached) :class:`QIFParameters`."""
-        vals = {
-            k: (v.item() if v.numel() == 1 else v.detach().clone())
-            for k, v in self.neuron_values().items()
-        }
-        return self.p.replace(**vals)
-
     def _neuron_tensors(self, dtype, device) -> NeuronTensors:
         vals = {k: v.to(device=device, dtype=dtype) for k, v in self.neuron_values().items()}
         if self.p.surrogate == "analytic":
@@ -271,23 +281,10 @@ class _QIFBase(_NeuronBase):
 
 class _LIFBase(_NeuronBase):
     _state_cls = LIFState
+    _params_cls = LIFParameters
     _learnable_names = ("beta", "u_th")
 
-    def __init__(
-        self,
-        p: LIFParameters | None = None,
-        learnable=(),
-        detach_reset: bool = False,
-        impl: str = "fused",
-        backend: str = "auto",
-        record_states: bool = False,
-        check_inputs: bool = True,
-    ) -> None:
-        super().__init__(learnable, detach_reset, impl, backend, record_states, check_inputs)
-        p = LIFParameters() if p is None else p
-        if not isinstance(p, LIFParameters):
-            raise TypeError(f"expected LIFParameters, got {type(p).__name__}")
-        self.p = p
+    def _store_parameters(self, p: LIFParameters) -> None:
         beta = torch.as_tensor(p.beta, dtype=torch.float64)
         if "beta" in self.learnable and not bool(((beta > 0) & (beta < 1)).all()):
             raise ValueError(
@@ -302,14 +299,6 @@ class _LIFBase(_NeuronBase):
         beta = torch.sigmoid(self.beta_raw) if "beta" in self.learnable else self.beta_fixed
         u_th = self.u_th_raw if "u_th" in self.learnable else self.u_th_fixed
         return {"beta": beta, "u_th": u_th}
-
-    def current_parameters(self) -> LIFParameters:
-        """The parameters in use now, as a (detached) :class:`LIFParameters`."""
-        vals = {
-            k: (v.item() if v.numel() == 1 else v.detach().clone())
-            for k, v in self.neuron_values().items()
-        }
-        return self.p.replace(**vals)
 
     def _neuron_tensors(self, dtype, device) -> NeuronTensors:
         vals = {k: v.to(device=device, dtype=dtype) for k, v in self.neuron_values().items()}

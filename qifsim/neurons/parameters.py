@@ -45,8 +45,23 @@ def _resolve_alpha(surrogate: str, alpha: float | None) -> float | None:
     return alpha
 
 
+class _Replaceable:
+    """``replace(**changes)``: a validated copy with some fields changed.
+
+    Changing the surrogate without giving ``alpha`` resets ``alpha`` to the
+    new surrogate's default.
+    """
+
+    def replace(self, **changes):
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values.update(changes)
+        if "surrogate" in changes and "alpha" not in changes:
+            values["alpha"] = None
+        return type(self)(**values)
+
+
 @dataclass(frozen=True)
-class QIFParameters:
+class QIFParameters(_Replaceable):
     """Discretized QIF neuron (QIF paper, Eqs. 11-15).
 
     ``paper`` form: ``v(t+1) = a (u - u_rest)(u - u_c) + I(t)``;
@@ -93,17 +108,9 @@ class QIFParameters:
         object.__setattr__(self, "surrogate", surrogate)
         object.__setattr__(self, "alpha", _resolve_alpha(surrogate, self.alpha))
 
-    def replace(self, **changes) -> QIFParameters:
-        """A copy with some fields changed (validated again)."""
-        values = {f.name: getattr(self, f.name) for f in fields(self)}
-        values.update(changes)
-        if "surrogate" in changes and "alpha" not in changes:
-            values["alpha"] = None
-        return QIFParameters(**values)
-
 
 @dataclass(frozen=True)
-class LIFParameters:
+class LIFParameters(_Replaceable):
     """Discrete LIF neuron in the form of Wu et al. 2018 (QIF paper, Eqs. 3-5).
 
     ``u(t+1) = beta u(t) (1 - o(t)) + I(t)``, ``o(t+1) = Θ(u(t+1) - u_th)``:
@@ -137,14 +144,6 @@ class LIFParameters:
             )
         object.__setattr__(self, "surrogate", surrogate)
         object.__setattr__(self, "alpha", _resolve_alpha(surrogate, self.alpha))
-
-    def replace(self, **changes) -> LIFParameters:
-        """A copy with some fields changed (validated again)."""
-        values = {f.name: getattr(self, f.name) for f in fields(self)}
-        values.update(changes)
-        if "surrogate" in changes and "alpha" not in changes:
-            values["alpha"] = None
-        return LIFParameters(**values)
 
 
 def window_moments(
