@@ -33,10 +33,12 @@ help:
 setup: $(VENV)/.qifsim-ready $(VENV_LAVA)/.qifsim-ready
 
 # torch/torchvision first, exactly pinned, so pip takes them from the local disk.
+# tonic (GPL-3.0) is installed for cross-checks and benchmarks only; qifsim never imports it
+# unless asked to.
 $(VENV)/.qifsim-ready: pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON311) -m venv $(VENV)
 	$(PY) -m pip install $(PIP_FLAGS) torch==2.14.1 torchvision==0.29.1 $(QUIET_PIP)
-	$(PY) -m pip install $(PIP_FLAGS) -e '.[interop,bench,dev]' $(QUIET_PIP)
+	$(PY) -m pip install $(PIP_FLAGS) -e '.[interop,bench,dev,tonic,aedat4]' $(QUIET_PIP)
 	@touch $@
 
 $(VENV_LAVA)/.qifsim-ready: hardware/lava/pyproject.toml constraints.txt
