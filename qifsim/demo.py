@@ -14,9 +14,6 @@ Steps (each printed as it runs):
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -25,6 +22,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from .atomic import write_json_atomic
 from .energy import SpikeMonitor
 from .events import moving_squares, to_frames
 from .layers import MergeTime, TDBatchNorm2d
@@ -61,14 +59,6 @@ class DemoNet(nn.Module):
         s1, _ = self.spike1(self.bn1(self.conv1(x)))
         s2, _ = self.spike2(self.bn2(self.conv2(s1)))
         return self.readout(s2.flatten(2)).mean(0)
-
-
-def _write_json_atomic(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, indent=2)
-    os.replace(tmp, path)
 
 
 def _simulate(model: DemoNet, frames: torch.Tensor, batch: int) -> dict:
@@ -189,6 +179,6 @@ def run_demo(
         "simulation_seconds": {"lif": results["lif_seconds"], "qif": results["qif_seconds"]},
         "fused_over_reference_time": fused / reference,
     }
-    _write_json_atomic(out_dir / "demo.json", summary)
+    write_json_atomic(out_dir / "demo.json", summary)
     print(f"\nresults written to {out_dir / 'demo.json'}")
     return summary
