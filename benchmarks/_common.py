@@ -359,8 +359,9 @@ def git_state(repo: str | os.PathLike) -> dict[str, Any]:
 
     def git(*args: str) -> str | None:
         try:
-            proc = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True,
-                                  timeout=10, check=True)
+            proc = subprocess.run(
+                ["git", *args], cwd=repo, capture_output=True, text=True, timeout=10, check=True
+            )
         except (OSError, subprocess.SubprocessError):
             return None
         return proc.stdout.rstrip("\n")
@@ -375,8 +376,9 @@ def git_state(repo: str | os.PathLike) -> dict[str, Any]:
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """A plain-text table; numbers are pre-formatted by the caller (None shows as '-')."""
     cells = [[("-" if c is None else str(c)) for c in row] for row in rows]
-    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h)
-              for i, h in enumerate(headers)]
+    widths = [
+        max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)
+    ]
 
     def line(values):
         pairs = enumerate(zip(values, widths, strict=True))

@@ -184,8 +184,12 @@ def _build_sj_lif() -> Runner:
     p = LIFParameters()
     beta = float(p.beta)
     module = neuron.LIFNode(
-        tau=1.0 / (1.0 - beta), decay_input=False, v_threshold=float(p.u_th), v_reset=0.0,
-        surrogate_function=surrogate.Sigmoid(), step_mode="m",
+        tau=1.0 / (1.0 - beta),
+        decay_input=False,
+        v_threshold=float(p.u_th),
+        v_reset=0.0,
+        surrogate_function=surrogate.Sigmoid(),
+        step_mode="m",
     )
     return _sj_runner(module, functional, {"surrogate": "Sigmoid()", "beta_equivalent": beta})
 
@@ -199,8 +203,12 @@ def _build_sj_qif() -> Runner:
     # taken from qifsim's defaults; tau and a0 keep spikingjelly's defaults.
     p = QIFParameters()
     module = neuron.QIFNode(
-        v_threshold=float(p.u_th), v_reset=float(p.u_rest), v_rest=float(p.u_rest),
-        v_c=float(p.u_c), surrogate_function=surrogate.Sigmoid(), step_mode="m",
+        v_threshold=float(p.u_th),
+        v_reset=float(p.u_rest),
+        v_rest=float(p.u_rest),
+        v_c=float(p.u_c),
+        surrogate_function=surrogate.Sigmoid(),
+        step_mode="m",
     )
     return _sj_runner(module, functional, {"surrogate": "Sigmoid()"})
 
@@ -209,8 +217,13 @@ IMPLEMENTATIONS: dict[str, Impl] = {
     impl.name: impl
     for impl in (
         Impl(QIF_FUSED, "qifsim QIF fused (numba)", "qifsim", _build_qif_fused, False),
-        Impl("qifsim_qif_fused_torch", "qifsim QIF fused (torch ops)", "qifsim",
-             _build_qif_fused_torch, False),
+        Impl(
+            "qifsim_qif_fused_torch",
+            "qifsim QIF fused (torch ops)",
+            "qifsim",
+            _build_qif_fused_torch,
+            False,
+        ),
         Impl(QIF_REFERENCE, "qifsim QIF reference", "qifsim", _build_qif_reference, False),
         Impl("qifsim_lif_fused", "qifsim LIF fused (numba)", "qifsim", _build_lif_fused, False),
         Impl(NORSE_LIF, "norse LIF", "norse", _build_norse_lif, True),
@@ -332,36 +345,70 @@ def parse_args(argv=None) -> argparse.Namespace:
             "spikingjelly LIF/QIF nodes, in one run on the same input. Prints a table "
             "and writes JSON (atomically)."
         ),
-        epilog="implementations (for --only):\n" + "\n".join(
-            f"  {impl.name:<24} {impl.label}" for impl in IMPLEMENTATIONS.values()
-        ) + "\n\nPeers that cannot be imported are skipped with a note in the JSON.",
+        epilog="implementations (for --only):\n"
+        + "\n".join(f"  {impl.name:<24} {impl.label}" for impl in IMPLEMENTATIONS.values())
+        + "\n\nPeers that cannot be imported are skipped with a note in the JSON.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--T", type=int, default=None,
-                        help=f"time steps (default {FULL['T']}; --quick {QUICK['T']})")
-    parser.add_argument("--batch", type=int, default=None,
-                        help=f"batch size (default {FULL['batch']}; --quick {QUICK['batch']})")
-    parser.add_argument("--shape", type=int, nargs=3, metavar=("C", "H", "W"), default=None,
-                        help="feature shape per sample (default "
-                             f"{' '.join(map(str, FULL['shape']))}; --quick "
-                             f"{' '.join(map(str, QUICK['shape']))})")
-    parser.add_argument("--repeats", type=int, default=None,
-                        help=f"timed repeats (default {FULL['repeats']}; "
-                             f"--quick {QUICK['repeats']})")
-    parser.add_argument("--warmup", type=int, default=None,
-                        help=f"untimed warm-up rounds, at least 1 (default {FULL['warmup']}; "
-                             f"--quick {QUICK['warmup']})")
-    parser.add_argument("--quick", action="store_true",
-                        help="tiny sizes for smoke tests (explicit size flags still win)")
-    parser.add_argument("--only", type=str, default=None, metavar="NAME[,NAME]",
-                        help="comma-separated implementations to run (default: all)")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
-                        help="JSON output path (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="seed of the input tensor (default: %(default)s)")
-    parser.add_argument("--profile", action="store_true",
-                        help="also profile one iteration per implementation "
-                             "(torch.profiler, self CPU time per op) into the JSON")
+    parser.add_argument(
+        "--T",
+        type=int,
+        default=None,
+        help=f"time steps (default {FULL['T']}; --quick {QUICK['T']})",
+    )
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=None,
+        help=f"batch size (default {FULL['batch']}; --quick {QUICK['batch']})",
+    )
+    parser.add_argument(
+        "--shape",
+        type=int,
+        nargs=3,
+        metavar=("C", "H", "W"),
+        default=None,
+        help="feature shape per sample (default "
+        f"{' '.join(map(str, FULL['shape']))}; --quick "
+        f"{' '.join(map(str, QUICK['shape']))})",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help=f"timed repeats (default {FULL['repeats']}; --quick {QUICK['repeats']})",
+    )
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=None,
+        help=f"untimed warm-up rounds, at least 1 (default {FULL['warmup']}; "
+        f"--quick {QUICK['warmup']})",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny sizes for smoke tests (explicit size flags still win)",
+    )
+    parser.add_argument(
+        "--only",
+        type=str,
+        default=None,
+        metavar="NAME[,NAME]",
+        help="comma-separated implementations to run (default: all)",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, help="JSON output path (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the input tensor (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="also profile one iteration per implementation "
+        "(torch.profiler, self CPU time per op) into the JSON",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
     args = parser.parse_args(argv)
 
@@ -394,8 +441,9 @@ def make_input(T: int, batch: int, shape, seed: int) -> torch.Tensor:
     return x.requires_grad_(True)
 
 
-def derived_ratios(impls: dict[str, dict[str, Any]], stat: str = "median"
-                   ) -> dict[str, float | None]:
+def derived_ratios(
+    impls: dict[str, dict[str, Any]], stat: str = "median"
+) -> dict[str, float | None]:
     """Time ratios from the ``stat`` ("median" or "min") of forward+backward, saved-byte ratios."""
 
     def median(name):
@@ -414,8 +462,9 @@ def derived_ratios(impls: dict[str, dict[str, Any]], stat: str = "median"
         "qif_fused_over_qif_reference": _common.ratio(qif, median(QIF_REFERENCE)),
         "qif_fused_over_qif_fused_torch": _common.ratio(qif, median("qifsim_qif_fused_torch")),
         "lif_fused_over_norse_lif": _common.ratio(median("qifsim_lif_fused"), median(NORSE_LIF)),
-        "qif_fused_saved_over_reference_saved": _common.ratio(saved(QIF_FUSED),
-                                                              saved(QIF_REFERENCE)),
+        "qif_fused_saved_over_reference_saved": _common.ratio(
+            saved(QIF_FUSED), saved(QIF_REFERENCE)
+        ),
         "qif_fused_saved_over_norse_lif_saved": _common.ratio(saved(QIF_FUSED), saved(NORSE_LIF)),
     }
 
@@ -428,29 +477,55 @@ def print_table(impls: dict[str, dict[str, Any]]) -> None:
     rows = []
     for name, entry in impls.items():
         if entry["status"] != "ok":
-            rows.append([name, None, None, None, None, None, None, None, None,
-                         f"{entry['status']}: {entry.get('note', '')}"[:60]])
+            rows.append(
+                [
+                    name,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    f"{entry['status']}: {entry.get('note', '')}"[:60],
+                ]
+            )
             continue
         t = entry["timings_ms"]
         m = t["total"]["median"]
         saved = entry.get("saved", {}).get("bytes")
-        rows.append([
-            name,
-            _common.fmt(m, ".1f"),
-            _common.fmt(t["total"]["min"], ".1f"),
-            _common.fmt(t["forward"]["median"], ".1f"),
-            _common.fmt(t["backward"]["median"], ".1f"),
-            _common.fmt(_common.ratio(m, norse), ".3f"),
-            _common.fmt(_common.ratio(m, qif), ".3f"),
-            _common.fmt(entry["firing_rate"], ".3f"),
-            _common.fmt(None if saved is None else saved / 1e6, ".1f"),
-            _common.fmt(entry["others_cpu_share"]["overall"], ".0%"),
-        ])
-    headers = ["implementation", "median ms", "min ms", "fwd ms", "bwd ms",
-               "/ norse LIF", "/ QIF fused", "rate", "saved MB", "others"]
+        rows.append(
+            [
+                name,
+                _common.fmt(m, ".1f"),
+                _common.fmt(t["total"]["min"], ".1f"),
+                _common.fmt(t["forward"]["median"], ".1f"),
+                _common.fmt(t["backward"]["median"], ".1f"),
+                _common.fmt(_common.ratio(m, norse), ".3f"),
+                _common.fmt(_common.ratio(m, qif), ".3f"),
+                _common.fmt(entry["firing_rate"], ".3f"),
+                _common.fmt(None if saved is None else saved / 1e6, ".1f"),
+                _common.fmt(entry["others_cpu_share"]["overall"], ".0%"),
+            ]
+        )
+    headers = [
+        "implementation",
+        "median ms",
+        "min ms",
+        "fwd ms",
+        "bwd ms",
+        "/ norse LIF",
+        "/ QIF fused",
+        "rate",
+        "saved MB",
+        "others",
+    ]
     print(_common.format_table(headers, rows))
-    print("others: share of all cores other processes used while that implementation was timed "
-          "('-': too short to tell)")
+    print(
+        "others: share of all cores other processes used while that implementation was timed "
+        "('-': too short to tell)"
+    )
 
 
 def main(argv=None) -> int:
@@ -491,13 +566,19 @@ def main(argv=None) -> int:
         return run
 
     timings = _common.run_interleaved(
-        {name: case(name) for name in runners}, args.warmup, args.repeats,
-        progress=progress, desc="fwd+bwd",
+        {name: case(name) for name in runners},
+        args.warmup,
+        args.repeats,
+        progress=progress,
+        desc="fwd+bwd",
     )
     for name, measured in timings.items():
         impls[name].update(measured)
-    busy = [e["others_cpu_share"]["overall"] for e in impls.values()
-            if e.get("others_cpu_share", {}).get("overall") is not None]
+    busy = [
+        e["others_cpu_share"]["overall"]
+        for e in impls.values()
+        if e.get("others_cpu_share", {}).get("overall") is not None
+    ]
     contention = max(busy) if busy else None
 
     for name in _common.iterate(list(runners), "saved bytes", progress):
@@ -531,7 +612,7 @@ def main(argv=None) -> int:
             "schedule": "warm-up rounds, then timed repeats round-robin over implementations",
             "timer": "time.perf_counter, forward+backward per iteration (reset untimed)",
             "saved_bytes": "distinct storages (by data_ptr) of the tensors passed to a "
-                           "saved_tensors_hooks pack hook and still held when forward returns",
+            "saved_tensors_hooks pack hook and still held when forward returns",
             **env,
             "git": _common.git_state(_HERE.parent),
         },
@@ -548,16 +629,22 @@ def main(argv=None) -> int:
     path = _common.write_json_atomic(args.out, result)
 
     cfg = result["config"]
-    print(f"neuron layer fwd+bwd: T={args.T} B={args.batch} shape={tuple(args.shape)} "
-          f"torch threads={cfg['threads']} numba threads={cfg['numba_threads']} "
-          f"repeats={args.repeats} warmup={args.warmup}")
-    print(f"load average (1/5/15 min) at start {load_before}, after timing {load_after}, "
-          f"cpus {cfg['cpu_count']}")
+    print(
+        f"neuron layer fwd+bwd: T={args.T} B={args.batch} shape={tuple(args.shape)} "
+        f"torch threads={cfg['threads']} numba threads={cfg['numba_threads']} "
+        f"repeats={args.repeats} warmup={args.warmup}"
+    )
+    print(
+        f"load average (1/5/15 min) at start {load_before}, after timing {load_after}, "
+        f"cpus {cfg['cpu_count']}"
+    )
     if contention is not None and contention > CONTENTION_WARN:
-        print(f"WARNING: other processes used up to {contention:.0%} of the CPUs while an "
-              "implementation was timed ('others' column); they slow multi-threaded torch ops "
-              "far more than qifsim's numba kernels, so ratios are skewed. Re-run on a quiet "
-              "machine.")
+        print(
+            f"WARNING: other processes used up to {contention:.0%} of the CPUs while an "
+            "implementation was timed ('others' column); they slow multi-threaded torch ops "
+            "far more than qifsim's numba kernels, so ratios are skewed. Re-run on a quiet "
+            "machine."
+        )
     print_table(impls)
     print()
     print(f"{'ratio (from median; from min)':<40} {'median':>8} {'min':>8}")
@@ -568,8 +655,10 @@ def main(argv=None) -> int:
         print(f"{key:<40} {value:>8} {value_min:>8}  (target <= {check['target']}) {met}")
     for key, value in ratios.items():
         if key not in TARGETS:
-            print(f"{key:<40} {_common.fmt(value, '.3f') or 'n/a':>8} "
-                  f"{_common.fmt(ratios_min[key], '.3f') or 'n/a':>8}")
+            print(
+                f"{key:<40} {_common.fmt(value, '.3f') or 'n/a':>8} "
+                f"{_common.fmt(ratios_min[key], '.3f') or 'n/a':>8}"
+            )
     print(f"\nwrote {path}")
     return 0
 

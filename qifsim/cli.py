@@ -3,6 +3,7 @@
 Subcommands:
   demo      the main job: QIF vs LIF spiking networks on an event stream
   window    Theorem-1 surrogate window vs Monte Carlo vs the full QIF dynamics
+  events    look at a recording: `qifsim events info FILE`, `qifsim events frames FILE --plot P`
   lava      the Lava side (runs in .venv-lava): `qifsim lava doctor`
 """
 
@@ -11,6 +12,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
+
+import numpy as np
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -57,6 +61,59 @@ def _cmd_window(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_for_cli(args: argparse.Namespace):
+    from .events.io import read_events, sniff_format
+
+    fmt = args.format or sniff_format(args.file)
+    options = {"orientation": args.orientation} if fmt == "aedat2" else {}
+    return fmt, read_events(args.file, format=fmt, **options)
+
+
+def _cmd_events_info(args: argparse.Namespace) -> int:
+    from .events.plot import summarize_events
+
+    fmt, events = _read_for_cli(args)
+    info = {"file": str(args.file), "format": fmt, **summarize_events(events)}
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    for key, value in info.items():
+        shown = f"{value:,.0f}" if isinstance(value, float) else value
+        print(f"{key:16} {shown}")
+    return 0
+
+
+def _cmd_events_frames(args: argparse.Namespace) -> int:
+    from .events.frames import to_frames
+    from .events.plot import plot_frames, summarize_events
+
+    fmt, events = _read_for_cli(args)
+    if args.sensor:
+        sensor = (args.sensor[0], args.sensor[1], 2)
+    else:
+        sensor = tuple(summarize_events(events).get("sensor_size_min", (1, 1, 2)))
+    frames = to_frames(events, sensor, args.frames, split_by=args.split_by)
+    per_frame = frames.sum(axis=(1, 2, 3)).astype(int).tolist()
+    print(
+        f"{args.file}: {len(events)} events ({fmt}) -> frames {tuple(frames.shape)} "
+        f"[T, 2, H, W], events per frame {per_frame}"
+    )
+    if args.plot:
+        path = plot_frames(
+            frames,
+            args.plot,
+            title=f"{Path(args.file).name}: {fmt}, {len(events)} events, split by {args.split_by}",
+        )
+        print(f"plot written to {path}")
+    if args.out:
+        from .atomic import atomic_path
+
+        with atomic_path(args.out) as tmp, open(tmp, "wb") as fh:
+            np.save(fh, frames)
+        print(f"frames written to {args.out}")
+    return 0
+
+
 def _cmd_lava(args: argparse.Namespace) -> int:
     from .lava_bridge import LavaEnvironmentError, run_lava
 
@@ -84,11 +141,13 @@ def build_parser() -> argparse.ArgumentParser:
         "demo",
         help="the main job: simulate QIF and LIF networks on an event stream, per-layer spikes",
         description="Simulate the same small conv SNN with QIF and with LIF neurons on the "
-        "built-in synthetic DVS stream; print per-layer spike counts and firing rates; "
+        "embedded digits-dvs recordings; print per-layer spike counts and firing rates; "
         "write OUT/demo.json.",
     )
     demo.add_argument("--out", default="qifsim-demo", help="output folder (default: %(default)s)")
-    demo.add_argument("--samples", type=int, default=64, help="recordings (default: %(default)s)")
+    demo.add_argument(
+        "--samples", type=int, default=128, help="digits-dvs test recordings (default: %(default)s)"
+    )
     demo.add_argument("--frames", type=int, default=10, help="time steps T (default: %(default)s)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     demo.set_defaults(func=_cmd_demo)
@@ -108,6 +167,48 @@ def build_parser() -> argparse.ArgumentParser:
     window.add_argument("--seed", type=int, default=0)
     window.add_argument("--json", action="store_true", help="print JSON instead of a table")
     window.set_defaults(func=_cmd_window)
+
+    events = sub.add_parser(
+        "events",
+        help="look at an event recording (any supported format)",
+        description="Read an event file (N-MNIST/N-Caltech101 .bin, N-Cars .dat, AEDAT 2.0, "
+        "AEDAT 3.1, AEDAT4) and summarise it or frame it.",
+    )
+    events_sub = events.add_subparsers(dest="events_command", metavar="ACTION", required=True)
+    for name, helptext in (
+        ("info", "counts, time span, coordinate ranges, event rate"),
+        ("frames", "bin into [T, 2, H, W] frames; --plot writes a PNG"),
+    ):
+        action = events_sub.add_parser(name, help=helptext, description=helptext)
+        action.add_argument("file", help="the recording")
+        action.add_argument(
+            "--format",
+            default=None,
+            help="atis-bin | prophesee-dat | aedat2 | aedat31 | aedat4 "
+            "(default: detected from the content and extension)",
+        )
+        action.add_argument(
+            "--orientation",
+            default="jaer",
+            choices=("jaer", "transposed"),
+            help="AEDAT 2.0 pixel convention (default: %(default)s)",
+        )
+        if name == "info":
+            action.add_argument("--json", action="store_true", help="print JSON")
+            action.set_defaults(func=_cmd_events_info)
+        else:
+            action.add_argument("--frames", type=int, default=10, help="T (default: 10)")
+            action.add_argument("--split-by", choices=("count", "time"), default="count")
+            action.add_argument(
+                "--sensor",
+                type=int,
+                nargs=2,
+                metavar=("W", "H"),
+                help="sensor width and height (default: from the events)",
+            )
+            action.add_argument("--plot", help="write a PNG of the frames here")
+            action.add_argument("--out", help="write the frames as .npy here")
+            action.set_defaults(func=_cmd_events_frames)
 
     lava = sub.add_parser(
         "lava",
@@ -131,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return args.func(args)
-    except ValueError as err:
+    except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 

@@ -2,8 +2,9 @@
 
 Steps (each printed as it runs):
 
-1. build the built-in synthetic DVS stream (moving squares, 34x34, 4 classes)
-   and frame it into ``[T, 2, H, W]`` count frames;
+1. load the embedded digits-dvs recordings (scikit-learn's handwritten digits
+   emulated into N-MNIST-like 34x34 DVS recordings; generated and cached on
+   first use) and frame them into ``[T, 2, H, W]`` count frames;
 2. build the same small conv SNN twice (same weights), once with QIF and once
    with LIF neurons (paper parameters), tdBN before every spiking layer;
 3. calibrate tdBN's running statistics on the stream, then simulate both in
@@ -20,15 +21,14 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from .atomic import write_json_atomic
 from .energy import SpikeMonitor
-from .events import moving_squares, to_frames
+from .events import frames_batch
+from .events.digits_dvs import SENSOR_SIZE, load_digits_dvs
+from .events.plot import plot_frames
 from .layers import MergeTime, TDBatchNorm2d
 from .neurons import LIF, QIF, LIFParameters, QIFParameters, analytic_window
-
-SENSOR = (34, 34)
 
 
 class DemoNet(nn.Module):
@@ -38,7 +38,7 @@ class DemoNet(nn.Module):
     readout averaged over T).
     """
 
-    def __init__(self, neuron: str, n_classes: int = 4, impl: str = "fused") -> None:
+    def __init__(self, neuron: str, n_classes: int = 10, impl: str = "fused") -> None:
         super().__init__()
         u_th = 0.5
 
@@ -92,7 +92,7 @@ def _time_forward_backward(module: nn.Module, x: torch.Tensor, repeats: int = 3)
 
 def run_demo(
     out_dir: str | Path = "qifsim-demo",
-    n_samples: int = 64,
+    n_samples: int = 128,
     n_frames: int = 10,
     seed: int = 0,
     batch: int = 16,
@@ -101,21 +101,20 @@ def run_demo(
     out_dir = Path(out_dir)
     torch.manual_seed(seed)
     print(
-        f"qifsim demo: {n_samples} synthetic DVS recordings ({SENSOR[0]}x{SENSOR[1]}), "
-        f"T={n_frames} frames"
+        f"qifsim demo: {n_samples} digits-dvs test recordings (34x34, N-MNIST-like, emulated "
+        f"from scikit-learn's handwritten digits), T={n_frames} frames"
     )
-    recordings, labels = moving_squares(n_samples, SENSOR, seed=seed)
-    sensor_size = (*SENSOR, 2)
-    frames = np.stack(
-        [
-            to_frames(ev, sensor_size, n_frames, split_by="time")
-            for ev in tqdm(recordings, desc="framing", leave=False)
-        ]
-    )
+    recordings, labels = load_digits_dvs("test", seed=seed, n_samples=n_samples)
+    frames = frames_batch(recordings, SENSOR_SIZE, n_frames, split_by="count")
     n_events = int(sum(len(ev) for ev in recordings))
     x = torch.from_numpy(frames).transpose(0, 1).contiguous()  # [T, N, 2, H, W]
+    sample_png = plot_frames(
+        frames[0],
+        out_dir / "digits-dvs-sample.png",
+        title=f"digits-dvs test sample 0 (label {int(labels[0])}): ON - OFF per frame",
+    )
     print(
-        f"  events: {n_events} in total, {n_events / n_samples:.0f} per recording; "
+        f"  events: {n_events} in total, {n_events / len(recordings):.0f} per recording; "
         f"frames {tuple(x.shape)} (time first)"
     )
 
@@ -180,5 +179,5 @@ def run_demo(
         "fused_over_reference_time": fused / reference,
     }
     write_json_atomic(out_dir / "demo.json", summary)
-    print(f"\nresults written to {out_dir / 'demo.json'}")
+    print(f"\nresults written to {out_dir / 'demo.json'}; frames of one recording: {sample_png}")
     return summary

@@ -10,8 +10,9 @@ from qifsim.events import EVENT_DTYPE, make_events, moving_squares, to_frames, v
 
 def random_events(rng, n, width=34, height=34, t_max=100_000):
     t = np.sort(rng.integers(0, t_max, n))
-    return make_events(rng.integers(0, width, n), rng.integers(0, height, n), t,
-                       rng.integers(0, 2, n))
+    return make_events(
+        rng.integers(0, width, n), rng.integers(0, height, n), t, rng.integers(0, 2, n)
+    )
 
 
 def loop_frames(events, sensor_size, n_frames, split_by):
@@ -31,8 +32,12 @@ def loop_frames(events, sensor_size, n_frames, split_by):
 
 
 @settings(max_examples=40, deadline=None)
-@given(n=st.integers(0, 300), n_frames=st.integers(1, 12), seed=st.integers(0, 2**31),
-       split_by=st.sampled_from(["count", "time"]))
+@given(
+    n=st.integers(0, 300),
+    n_frames=st.integers(1, 12),
+    seed=st.integers(0, 2**31),
+    split_by=st.sampled_from(["count", "time"]),
+)
 def test_to_frames_matches_per_event_loop_and_drops_nothing(n, n_frames, seed, split_by):
     rng = np.random.default_rng(seed)
     events = random_events(rng, n, width=7, height=5, t_max=rng.integers(1, 1000))
@@ -83,3 +88,16 @@ def test_synthetic_stream_is_deterministic_and_valid():
         assert 0.3 < a["p"].mean() < 0.7  # ON and OFF edges
     other, _ = moving_squares(8, seed=4)
     assert len(other[0]) != len(recordings[0]) or not np.array_equal(other[0], recordings[0])
+
+
+def test_decoding_and_framing_do_not_import_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, qifsim.events as e; "
+        "ev = e.moving_squares(1)[0][0]; e.to_frames(ev, (34, 34, 2), 4); "
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

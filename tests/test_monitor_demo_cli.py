@@ -72,8 +72,9 @@ def test_cli_window_json(capsys):
 
 
 def test_console_script_help():
-    proc = subprocess.run([sys.executable, "-m", "qifsim.cli", "--help"],
-                          capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "qifsim.cli", "--help"], capture_output=True, text=True, check=True
+    )
     assert "QIF" in proc.stdout
 
 
@@ -100,3 +101,28 @@ def test_lava_side_does_not_import_torch():
     code = "import sys, qifsim_lava.doctor, qifsim_lava.cli; print('torch' in sys.modules)"
     proc = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True)
     assert proc.stdout.strip() == "False"
+
+
+def test_cli_events_info_and_frames_plot(tmp_path, capsys):
+    from qifsim.events import moving_squares, write_events
+
+    events = moving_squares(1, seed=5)[0][0]
+    path = tmp_path / "rec.bin"
+    write_events(path, events, "atis-bin")
+    assert main(["events", "info", str(path), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["format"] == "atis-bin" and info["events"] == len(events)
+    assert info["on"] == int((events["p"] == 1).sum())
+    png, npy = tmp_path / "frames.png", tmp_path / "frames.npy"
+    args = ["events", "frames", str(path), "--frames", "5", "--sensor", "34", "34"]
+    assert main([*args, "--plot", str(png), "--out", str(npy)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    import numpy as np
+
+    frames = np.load(npy)
+    assert frames.shape == (5, 2, 34, 34) and frames.sum() == len(events)
+    assert main(["events", "info", str(tmp_path / "missing.bin")]) == 2
+    assert "No such file" in capsys.readouterr().err
+    (tmp_path / "junk.xyz").write_bytes(b"\x00\x01garbage")
+    assert main(["events", "info", str(tmp_path / "junk.xyz")]) == 2
+    assert "format" in capsys.readouterr().err

@@ -61,3 +61,34 @@ def validate_events(events: np.ndarray, sensor_size: tuple[int, int, int]) -> No
             )
     if np.any((events["p"] != 0) & (events["p"] != 1)):
         raise ValueError("polarity must be 0 (OFF) or 1 (ON)")
+
+
+def slice_by_time(events: np.ndarray, t_start_us: int, t_end_us: int) -> np.ndarray:
+    """Events with ``t_start_us <= t < t_end_us`` (a view; ``events`` must be sorted by ``t``).
+
+    Uses binary search, so it costs ``O(log N)``; an empty window gives an empty view.
+    """
+    t = events["t"]
+    lo = int(np.searchsorted(t, t_start_us, side="left"))
+    hi = int(np.searchsorted(t, t_end_us, side="left"))
+    return events[lo : max(lo, hi)]
+
+
+def crop_events(events: np.ndarray, x0: int, y0: int, width: int, height: int) -> np.ndarray:
+    """Events inside the window ``x0 <= x < x0 + width``, ``y0 <= y < y0 + height`` (a copy).
+
+    Coordinates are shifted so the window's corner becomes ``(0, 0)``; the
+    result fits ``sensor_size = (width, height, 2)``. Order and timestamps are kept.
+
+    Raises:
+        ValueError: if ``width`` or ``height`` is not positive.
+    """
+    if width < 1 or height < 1:
+        raise ValueError(f"crop size must be positive, got width={width}, height={height}")
+    x = events["x"].astype(np.int64)
+    y = events["y"].astype(np.int64)
+    inside = (x >= x0) & (x < x0 + width) & (y >= y0) & (y < y0 + height)
+    out = events[inside]
+    out["x"] = x[inside] - x0
+    out["y"] = y[inside] - y0
+    return out

@@ -1,0 +1,84 @@
+"""Smoke test of benchmarks/events.py: a --quick run prints a table and writes valid JSON."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "benchmarks" / "events.py"
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory) -> tuple[dict, str]:
+    out = tmp_path_factory.mktemp("bench") / "events.json"
+    proc = _run("--quick", "--no-progress", "--out", str(out))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert not list(out.parent.glob("*.tmp")), "atomic write left a temp file behind"
+    return json.loads(out.read_text()), proc.stdout
+
+
+def test_quick_config_and_table(quick):
+    result, stdout = quick
+    cfg = result["config"]
+    assert cfg["quick"] is True and cfg["sizes"] == [20_000] and cfg["decode_events"] == 20_000
+    assert cfg["n_frames"] == 10 and cfg["sensor_size"] == [128, 128, 2]
+    assert "numpy" in cfg["versions"]
+    assert "frames count_20000" in stdout and "decode atis-bin" in stdout and "targets" in stdout
+
+
+def test_quick_framing_measured_and_consistent(quick):
+    result, _ = quick
+    for key in ("count_20000", "time_20000"):
+        impls = result["framing"][key]["implementations"]
+        for name in ("qifsim", "qifsim_1thread", "numpy"):
+            assert impls[name]["meps"] > 0 and impls[name]["median_ms"] > 0
+            assert impls[name]["equal_to_qifsim"] is True  # same conventions
+            assert impls[name]["events_counted"] == 20_000
+
+
+def test_quick_decoding_measured_and_exact(quick):
+    result, _ = quick
+    for fmt in ("atis-bin", "aedat2", "aedat31"):
+        entry = result["decoding"][fmt]
+        assert entry["implementations"]["qifsim"]["equal_to_written"] is True
+        assert entry["implementations"]["qifsim"]["meps"] > 0 and entry["file_bytes"] > 0
+
+
+def test_quick_targets_are_measured_not_hard_coded(quick):
+    result, _ = quick
+    targets = result["targets"]
+    assert "decoding_over_tonic[atis-bin]" in targets
+    for target in targets.values():
+        assert target["op"] == ">=" and target["target"] > 0
+        if target["value"] is None:
+            assert target["met"] is None
+        else:
+            assert target["met"] is (target["value"] >= target["target"])
+
+
+def test_quick_tonic_rows_when_available(quick):
+    pytest.importorskip("tonic")
+    result, _ = quick
+    assert result["framing"]["count_20000"]["qifsim_over_tonic"] > 0
+    tonic = result["decoding"]["atis-bin"]["implementations"]["tonic"]
+    assert tonic["events_decoded"] == 20_000 and tonic["t_equal"] is True
+
+
+def test_help():
+    proc = _run("--help")
+    assert proc.returncode == 0 and "--quick" in proc.stdout and "tonic" in proc.stdout
