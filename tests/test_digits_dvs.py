@@ -103,10 +103,12 @@ def test_corrupt_cache_is_detected_and_rebuilt(tmp_path):
 
 def test_default_cache_dir_honours_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("QIFSIM_CACHE", str(tmp_path))
-    assert dd.default_cache_dir() == tmp_path
-    assert dd.cache_path(seed=3).parent == tmp_path and "seed3" in dd.cache_path(seed=3).name
+    assert dd.default_cache_dir() == tmp_path / "digits-dvs"
+    path = dd.cache_path(seed=3)
+    assert path.parent == tmp_path / "digits-dvs" and "seed3" in path.name
     monkeypatch.delenv("QIFSIM_CACHE")
-    assert dd.default_cache_dir() == dd.Path.home() / ".cache" / "qifsim"
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    assert dd.default_cache_dir() == dd.Path.home() / ".cache" / "qifsim" / "digits-dvs"
 
 
 def test_dataset_items(cache):

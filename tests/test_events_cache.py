@@ -299,10 +299,10 @@ def test_dataset_cache_true_uses_the_cache_dir_setting(tmp_path, monkeypatch):
     from qifsim.events.datasets import DVS128Gesture
 
     make_gesture(tmp_path / "root", rows=2)
-    monkeypatch.setenv("QIFSIM_CACHE_DIR", str(tmp_path / "env-cache"))
+    monkeypatch.setenv("QIFSIM_CACHE", str(tmp_path / "env-cache"))
     plain = DVS128Gesture(tmp_path / "root", "train")
     cached = DVS128Gesture(tmp_path / "root", "train", cache=True)
-    assert cached.cache.path.parent == tmp_path / "env-cache"
+    assert cached.cache.path.parent == tmp_path / "env-cache" / "frames"
     for i in (3, 0, 2):
         torch.testing.assert_close(plain[i][0], cached[i][0], rtol=0, atol=0)
 
