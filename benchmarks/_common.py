@@ -11,14 +11,12 @@ in the run that writes it.
 from __future__ import annotations
 
 import importlib.metadata
-import json
 import math
 import os
 import platform
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -258,30 +256,10 @@ def storage_ptr(t: torch.Tensor) -> int:
 
 
 def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
-    """Write ``data`` as JSON to ``path`` atomically (temp file in the same dir + os.replace).
+    """Write ``data`` as strict JSON to ``path`` atomically (non-finite floats become null)."""
+    from qifsim.atomic import write_json_atomic as write
 
-    Non-finite floats become ``null`` so the file is strict JSON.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; give it normal permissions
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(_finite(data), f, indent=2, sort_keys=False, allow_nan=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return path
+    return write(path, _finite(data))
 
 
 def _finite(obj: Any) -> Any:

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import mmap
 import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
 
+from ...atomic import open_atomic  # noqa: F401  (re-exported for the format modules)
 from ..array import EVENT_DTYPE
 from ..errors import EventFormatError
 
@@ -217,26 +216,6 @@ def columns_for_write(
         i = int(np.argmax(t[1:] < t[:-1])) + 1
         raise ValueError(f"events must be sorted by t to be written (first decrease at event {i})")
     return Columns(**cols)
-
-
-@contextmanager
-def open_atomic(path: PathLike) -> Iterator[BinaryIO]:
-    """Open ``path`` for binary writing; it appears complete (``os.replace``) or not at all."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        with os.fdopen(fd, "wb") as f:
-            yield f
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def format_error(fmt: str, path: PathLike, message: str, offset: int | None = None):
