@@ -59,10 +59,34 @@ def test_quick_decoding_measured_and_exact(quick):
         assert entry["implementations"]["qifsim"]["meps"] > 0 and entry["file_bytes"] > 0
 
 
+def test_quick_cache_measured_and_exact(quick):
+    result, stdout = quick
+    cfg = result["config"]
+    assert cfg["cache_per_class"] == 2 and cfg["cache_events"] == 2_000 and cfg["cache_epochs"] == 1
+    assert set(result["cache"]) == {"48x48", "128x128"}
+    for setup, entry in result["cache"].items():
+        assert entry["samples"] == 10 and f"cache {setup}" in stdout  # 1 train file per class
+        assert entry["has_target"] is (setup == "48x48")
+        impls = entry["implementations"]
+        assert set(impls) == {"frame_again", "cache", "cache_gzip"}
+        for name, impl in impls.items():
+            assert impl["median_ms"] > 0 and impl["equal_to_frame_again"] is True
+            if name != "frame_again":
+                assert impl["build_ms"] > 0 and impl["file_bytes"] > 0
+        assert impls["cache"]["compression"] is None
+        assert impls["cache_gzip"]["compression"] == "gzip"
+        assert impls["cache"]["dtype"] == ("float32" if setup == "48x48" else "uint16")
+        assert entry["cache_over_frame_again"] == pytest.approx(
+            impls["frame_again"]["median_ms"] / impls["cache"]["median_ms"]
+        )
+
+
 def test_quick_targets_are_measured_not_hard_coded(quick):
     result, _ = quick
     targets = result["targets"]
     assert "decoding_over_tonic[atis-bin]" in targets
+    assert "cache_over_frame_again[48x48]" in targets
+    assert "cache_over_frame_again[128x128]" not in targets  # information only
     for target in targets.values():
         assert target["op"] == ">=" and target["target"] > 0
         if target["value"] is None:
