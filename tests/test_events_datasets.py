@@ -16,7 +16,9 @@ from qifsim.events.catalogue import DatasetInfo, dataset_info, dataset_names, lo
 from qifsim.events.errors import DatasetNotFoundError
 
 REPO = Path(__file__).resolve().parents[1]
-REAL = REPO.parent / "shared" / "fixtures" / "real-events"
+from conftest import REAL_EVENTS  # noqa: E402
+
+REAL = REAL_EVENTS
 NAMES = ["cifar10-dvs", "dvs128-gesture", "n-caltech101", "n-cars", "n-mnist"]
 
 

@@ -1,16 +1,15 @@
 """Fast framing (numba) vs the numpy reference; fixed windows, normalisation, batches, tonic."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
+from conftest import REAL_EVENTS  # noqa: E402
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from qifsim.events.array import EVENT_DTYPE, make_events
 from qifsim.events.frames import frames_batch, to_frames, to_frames_reference
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "real-events"
+REAL = REAL_EVENTS
 
 
 def random_events(rng, n, width, height, t_max, p_dtype=np.int8):

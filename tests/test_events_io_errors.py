@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import REAL_EVENTS  # noqa: E402
 from events_io_reference import (
     AEDAT31_HEADER,
     aedat2_address,
@@ -24,7 +25,7 @@ from qifsim.events import EVENT_DTYPE, make_events
 from qifsim.events.errors import EventFormatError
 from qifsim.events.io import iter_events, read_events, write_events
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "real-events"
+REAL = REAL_EVENTS
 DAT_LINES = ["% Data file containing Event2D events.", "% Version 2"]
 DAT_HEAD = len("".join(f"{x}\n" for x in DAT_LINES))
 AEDAT2_HEAD = len(aedat2_bytes([]))

@@ -11,12 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import REAL_EVENTS  # noqa: E402
 from events_io_reference import as_tuples, random_events, ref_atis, ref_dat
 
 from qifsim.events import EVENT_DTYPE
 from qifsim.events.io import iter_events, read_events, read_header, sniff_format, write_events
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "real-events"
+REAL = REAL_EVENTS
 
 
 def fixture(name: str) -> Path:
