@@ -10,14 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import REAL_EVENTS
 
 from qifsim.events import make_events, to_frames
 from qifsim.events.catalogue import DatasetInfo, dataset_info, dataset_names, load_catalogue
 from qifsim.events.errors import DatasetNotFoundError
 
 REPO = Path(__file__).resolve().parents[1]
-from conftest import REAL_EVENTS  # noqa: E402
-
 REAL = REAL_EVENTS
 NAMES = ["cifar10-dvs", "dvs128-gesture", "n-caltech101", "n-cars", "n-mnist"]
 

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import REAL_EVENTS  # noqa: E402
+from conftest import REAL_EVENTS
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

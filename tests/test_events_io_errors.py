@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REAL_EVENTS  # noqa: E402
+from conftest import REAL_EVENTS
 from events_io_reference import (
     AEDAT31_HEADER,
     aedat2_address,

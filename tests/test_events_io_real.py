@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REAL_EVENTS  # noqa: E402
+from conftest import REAL_EVENTS
 from events_io_reference import as_tuples, random_events, ref_atis, ref_dat
 
 from qifsim.events import EVENT_DTYPE
