@@ -5,6 +5,11 @@ Subcommands:
   window    Theorem-1 surrogate window vs Monte Carlo vs the full QIF dynamics
   events    look at a recording: `qifsim events info FILE`, `qifsim events frames FILE --plot P`
   lava      the Lava side (runs in .venv-lava): `qifsim lava doctor`
+  train     train a model from a preset: `qifsim train --preset digits-qif`
+  eval      evaluate a training checkpoint on its test set
+  sweep     a neuron-parameter sweep preset (QIF paper, Appendix F), resumable
+  models    the model zoo: input, parameters, spiking layers
+  presets   the training presets (QIF paper Table 5, Appendix F, quick CPU checks)
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import numpy as np
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    run_demo(out_dir=args.out, n_samples=args.samples, n_frames=args.frames, seed=args.seed)
+    run_demo(out_dir=args.out, epochs=args.epochs, n_samples=args.samples, seed=args.seed)
     try:
         from .lava_bridge import LavaEnvironmentError, run_lava
 
@@ -126,6 +131,214 @@ def _cmd_lava(args: argparse.Namespace) -> int:
     return 0 if report.get("returncode") == 0 else 1
 
 
+def _training_overrides(args: argparse.Namespace) -> list[str]:
+    """``--set`` assignments, then the dedicated flags (which win)."""
+    overrides = list(args.set or [])
+    if getattr(args, "neuron", None):
+        overrides.append(f"neuron={args.neuron}")
+    if getattr(args, "epochs", None) is not None:
+        overrides.append(f"epochs={args.epochs}")
+    if getattr(args, "data_root", None):
+        overrides.append(f"data_root={args.data_root}")
+    return overrides
+
+
+def _note_sibling(preset_name: str, neuron: str | None) -> None:
+    from .train.presets import sibling_preset
+
+    if not neuron or preset_name.endswith(f"-{neuron}"):
+        return
+    sibling = sibling_preset(preset_name, neuron)
+    if sibling:
+        print(
+            f"note: --neuron {neuron} only swaps the neuron (paper parameters); the paper's "
+            f"{neuron.upper()} setup of this row is preset {sibling!r}"
+        )
+
+
+def _print_config(config) -> None:
+    values = config.to_dict()
+    shown = ", ".join(f"{k}={v}" for k, v in values.items() if v is not None)
+    print(f"config: {shown}")
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .train.presets import config_from_preset, read_preset
+
+    preset = read_preset(args.preset)
+    if preset.kind != "train":
+        raise ValueError(f"preset {preset.name!r} is a {preset.kind}: run `qifsim sweep --preset`")
+    config = config_from_preset(preset, _training_overrides(args))
+    _note_sibling(preset.name, args.neuron)
+    out = Path(args.out) if args.out else Path("runs") / config.name
+    if args.nproc is not None and args.nproc < 1:
+        raise ValueError(f"--nproc must be >= 1, got {args.nproc}")
+    if args.nproc and args.nproc > 1:
+        return _launch_torchrun(args, config, out)
+    from .train import fit
+
+    _print_config(config)
+    try:
+        result = fit(
+            config,
+            out,
+            resume=args.resume,
+            progress=not args.no_progress,
+            overwrite=args.overwrite,
+        )
+    except FileExistsError as err:
+        raise ValueError(f"{err} (flags: --resume, --overwrite, --out)") from err
+    _print_result(result, out)
+    return 0
+
+
+def _launch_torchrun(args: argparse.Namespace, config, out: Path) -> int:
+    """Run the trainer under torchrun, one process per device: the same as
+
+    ``torchrun --standalone --nproc_per_node=N -m qifsim.train.run OUT/launch-config.json OUT``.
+    """
+    import subprocess
+
+    from .atomic import write_json_atomic
+
+    config_path = write_json_atomic(out / "launch-config.json", config.to_dict())
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={args.nproc}",
+        "-m",
+        "qifsim.train.run",
+        str(config_path),
+        str(out),
+    ]
+    command += [
+        flag
+        for flag, wanted in (
+            ("--resume", args.resume),
+            ("--overwrite", args.overwrite),
+            ("--no-progress", args.no_progress),
+        )
+        if wanted
+    ]
+    print("running: torchrun " + " ".join(command[3:]), flush=True)
+    return subprocess.call(command)
+
+
+def _print_result(result: dict, out: Path | None = None) -> None:
+    shown = {k: v for k, v in result.items() if isinstance(v, (int, float, str, bool)) or v is None}
+    for key, value in shown.items():
+        text = f"{value:.4f}" if isinstance(value, float) else value
+        print(f"{key:24} {text}")
+    if out is not None:
+        print(f"outputs in {out}")
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from .train import evaluate_checkpoint
+
+    result = evaluate_checkpoint(args.checkpoint, data_root=args.data_root)
+    if args.json:
+        print(json.dumps(result, indent=2, default=str))
+        return 0
+    _print_result(result)
+    return 0
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from .train.presets import read_preset
+    from .train.sweep import run_sweep
+
+    preset = read_preset(args.preset)
+    if preset.kind != "sweep":
+        raise ValueError(
+            f"preset {preset.name!r} is not a sweep; sweep presets: "
+            + ", ".join(_preset_names_of_kind("sweep"))
+        )
+    out = Path(args.out) if args.out else Path("runs") / f"{preset.name}-{args.neuron}"
+    overrides = list(args.set or [])
+    if args.epochs is not None:
+        overrides.append(f"epochs={args.epochs}")
+    if args.data_root:
+        overrides.append(f"data_root={args.data_root}")
+    summary = run_sweep(
+        preset,
+        out,
+        neuron=args.neuron,
+        limit=args.limit,
+        resume=not args.restart,
+        overrides=overrides,
+        progress=not args.no_progress,
+    )
+    stats = summary["statistics"]
+    n_ex = stats["n_excluded"]
+    print(
+        f"{summary['n_run']} of {summary['n_grid_points']} points "
+        f"({summary['n_reused']} reused from an earlier run), {n_ex} excluded from statistics"
+    )
+    for key in ("mean", "std", "min", "max"):
+        value = stats[key]
+        print(f"  accuracy {key:4} {'-' if value is None else f'{value:.4f}'}")
+    print("files in " + str(out) + ": " + ", ".join(summary["files"].values()))
+    return 0
+
+
+def _preset_names_of_kind(kind: str) -> list[str]:
+    from .train.presets import describe_presets
+
+    return [row["name"] for row in describe_presets() if row["kind"] == kind]
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from .models import model_table
+
+    rows = model_table()
+    if args.json:
+        print(json.dumps(rows, indent=2, default=str))
+        return 0
+    columns = (
+        ("name", "name"),
+        ("dataset", "dataset"),
+        ("input", "input"),
+        ("num_classes", "classes"),
+        ("parameters", "parameters"),
+        ("spiking_layers", "spiking layers"),
+    )
+    columns = tuple(c for c in columns if any(c[0] in r for r in rows))
+    cells = [
+        [f"{r.get(k):,}" if k == "parameters" else str(r.get(k, "-")) for k, _ in columns]
+        for r in rows
+    ]
+    headers = [h for _, h in columns]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers)]
+    numeric = [k in ("num_classes", "parameters", "spiking_layers") for k, _ in columns]
+
+    def line(values) -> str:
+        parts = zip(values, widths, numeric, strict=True)
+        return "  ".join(v.rjust(w) if num else v.ljust(w) for v, w, num in parts).rstrip()
+
+    print(line(headers))
+    print(line(["-" * w for w in widths]))
+    for c in cells:
+        print(line(c))
+    return 0
+
+
+def _cmd_presets(args: argparse.Namespace) -> int:
+    from .train.presets import describe_presets
+
+    rows = describe_presets()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    width = max(len(r["name"]) for r in rows)
+    for r in rows:
+        kind = " [sweep]" if r["kind"] == "sweep" else ""
+        print(f"{r['name']:{width}}  {r['description']}{kind}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="qifsim",
@@ -139,16 +352,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser(
         "demo",
-        help="the main job: simulate QIF and LIF networks on an event stream, per-layer spikes",
-        description="Simulate the same small conv SNN with QIF and with LIF neurons on the "
-        "embedded digits-dvs recordings; print per-layer spike counts and firing rates; "
-        "write OUT/demo.json.",
+        help="the main job: train QIF and LIF networks on event data and compare them",
+        description="Train the small digits-net with QIF and with LIF neurons (presets "
+        "digits-qif, digits-lif) on the embedded digits-dvs recordings; print test accuracy, "
+        "per-layer spike rates and training time for both; write OUT/demo.json and PNGs "
+        "(training curves, one recording's frames).",
     )
     demo.add_argument("--out", default="qifsim-demo", help="output folder (default: %(default)s)")
     demo.add_argument(
-        "--samples", type=int, default=128, help="digits-dvs test recordings (default: %(default)s)"
+        "--epochs", type=int, default=None, help="training epochs (default: the presets')"
     )
-    demo.add_argument("--frames", type=int, default=10, help="time steps T (default: %(default)s)")
+    demo.add_argument(
+        "--samples",
+        type=int,
+        default=None,
+        help="training recordings (default: all 1,442 of digits-dvs' training split)",
+    )
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     demo.set_defaults(func=_cmd_demo)
 
@@ -221,7 +440,111 @@ def build_parser() -> argparse.ArgumentParser:
         help="doctor: versions and a 3-step Dense network run in Lava",
     )
     lava.set_defaults(func=_cmd_lava)
+    _add_training_parsers(sub)
     return parser
+
+
+def _add_training_parsers(sub) -> None:
+    """Subcommands train, eval, sweep, models, presets."""
+    train = sub.add_parser(
+        "train",
+        help="train a model from a preset (QIF paper Table 5 setups, quick digits-dvs runs)",
+        description="Train with a preset's configuration (see `qifsim presets`), changed by "
+        "--set key=value and the flags below. Writes metrics and checkpoints to --out. "
+        "Several devices: --nproc N runs the same under torchrun (one process per device).",
+    )
+    train.add_argument("--preset", required=True, help="preset name or path to a preset .json")
+    _add_config_flags(train)
+    train.add_argument("--out", default=None, help="output folder (default: runs/<config name>)")
+    train.add_argument(
+        "--resume", action="store_true", help="continue from the last checkpoint in --out"
+    )
+    train.add_argument(
+        "--overwrite", action="store_true", help="start afresh even if --out holds a run"
+    )
+    train.add_argument(
+        "--nproc",
+        type=int,
+        default=None,
+        help="processes (devices) for distributed training: runs torchrun --standalone "
+        "--nproc_per_node=N -m qifsim.train.run (default: 1, no torchrun)",
+    )
+    train.add_argument("--no-progress", action="store_true", help="no progress bars")
+    train.set_defaults(func=_cmd_train)
+
+    evaluate = sub.add_parser(
+        "eval",
+        help="evaluate a training checkpoint on its test set",
+        description="Load a checkpoint written by `qifsim train`, rebuild its model and "
+        "report test loss and accuracy (the configuration comes from the checkpoint).",
+    )
+    evaluate.add_argument("checkpoint", help="checkpoint file")
+    evaluate.add_argument("--data-root", default=None, help="dataset root (default: as trained)")
+    evaluate.add_argument("--json", action="store_true", help="print JSON")
+    evaluate.set_defaults(func=_cmd_eval)
+
+    sweep = sub.add_parser(
+        "sweep",
+        help="neuron-parameter sweep (QIF paper, Appendix F), resumable",
+        description="Train every grid point of a sweep preset (one sub-folder each; finished "
+        "points are skipped on a rerun) and write summary-<neuron>.csv/.json and "
+        "sweep-<neuron>.png. "
+        "Points with a > 0.4 are trained and recorded but excluded from the statistics.",
+    )
+    sweep.add_argument("--preset", default="robustness-lenet5", help="(default: %(default)s)")
+    sweep.add_argument("--neuron", choices=("qif", "lif"), default="qif", help="which grid")
+    sweep.add_argument("--limit", type=int, default=None, help="run only the first N points")
+    sweep.add_argument("--data-root", default=None, help="dataset root folder")
+    sweep.add_argument("--epochs", type=int, default=None, help="epochs per point")
+    sweep.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="change a training field for every point (repeatable)",
+    )
+    sweep.add_argument(
+        "--out", default=None, help="output folder (default: runs/<preset>-<neuron>)"
+    )
+    sweep.add_argument("--restart", action="store_true", help="retrain finished points too")
+    sweep.add_argument("--no-progress", action="store_true", help="no progress output")
+    sweep.set_defaults(func=_cmd_sweep)
+
+    models = sub.add_parser(
+        "models",
+        help="the model zoo: input shape, parameters, spiking layers",
+        description="List the models build_model() knows with their default input, "
+        "parameter count and number of spiking layers.",
+    )
+    models.add_argument("--json", action="store_true", help="print JSON")
+    models.set_defaults(func=_cmd_models)
+
+    presets = sub.add_parser(
+        "presets",
+        help="list the training presets",
+        description="The shipped training presets with one-line descriptions "
+        "(files in qifsim/train/presets/).",
+    )
+    presets.add_argument("--json", action="store_true", help="print JSON (with sources)")
+    presets.set_defaults(func=_cmd_presets)
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--neuron",
+        choices=("qif", "lif"),
+        default=None,
+        help="swap the neuron (paper parameters of that neuron; other values stay the "
+        "preset's: use the -lif/-qif preset for the paper's per-neuron setup)",
+    )
+    parser.add_argument("--data-root", default=None, help="dataset root folder")
+    parser.add_argument("--epochs", type=int, default=None, help="number of epochs")
+    parser.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="change any training field, e.g. --set lr=1e-3 --set betas=0.9,0.99 "
+        "--set neuron_params.a=0.3 (repeatable)",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

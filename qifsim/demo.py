@@ -1,16 +1,17 @@
-"""The main job, ``qifsim demo``: QIF vs LIF on an event stream, measured end to end.
+"""The main job, ``qifsim demo``: train QIF and LIF networks on event data, compare them.
 
-Steps (each printed as it runs):
+Steps (each printed as it runs, every number measured by this run):
 
-1. load the embedded digits-dvs recordings (scikit-learn's handwritten digits
+1. the embedded digits-dvs recordings (scikit-learn's handwritten digits
    emulated into N-MNIST-like 34x34 DVS recordings; generated and cached on
-   first use) and frame them into ``[T, 2, H, W]`` count frames;
-2. build the same small conv SNN twice (same weights), once with QIF and once
-   with LIF neurons (paper parameters), tdBN before every spiking layer;
-3. calibrate tdBN's running statistics on the stream, then simulate both in
-   eval mode, counting spikes per layer with :class:`~qifsim.energy.SpikeMonitor`;
-4. time the fused QIF op against the step-by-step reference on the same input;
-5. print the per-layer table and write everything to ``OUT/demo.json``.
+   first use), with a PNG of one recording's frames;
+2. train the small ``digits-net`` twice with the ``digits-qif`` and
+   ``digits-lif`` presets (same seed, same data, STBP with tdBN): test
+   accuracy, per-layer spike rates and training time for both; training
+   curves as a PNG;
+3. time the fused QIF op against the step-by-step reference;
+4. write everything to ``OUT/demo.json`` (runs and checkpoints in ``OUT/lif``,
+   ``OUT/qif``).
 """
 
 from __future__ import annotations
@@ -20,64 +21,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
-from .atomic import write_json_atomic
-from .energy import SpikeMonitor
-from .events import frames_batch
+from .atomic import atomic_path, write_json_atomic
 from .events.digits_dvs import SENSOR_SIZE, load_digits_dvs
+from .events.frames import to_frames
 from .events.plot import plot_frames
-from .layers import MergeTime, TDBatchNorm2d
-from .neurons import LIF, QIF, LIFParameters, QIFParameters, analytic_window
+from .neurons import QIF, QIFParameters, analytic_window
+
+NEURONS = ("lif", "qif")
 
 
-class DemoNet(nn.Module):
-    """conv5x5/2 -> tdBN -> neuron -> conv3x3/2 -> tdBN -> neuron -> mean readout.
-
-    Input ``[T, B, 2, 34, 34]``; output ``[B, n_classes]`` (the non-firing
-    readout averaged over T).
-    """
-
-    def __init__(self, neuron: str, n_classes: int = 10, impl: str = "fused") -> None:
-        super().__init__()
-        u_th = 0.5
-
-        def make_neuron():
-            if neuron == "qif":
-                return QIF(QIFParameters(), impl=impl)
-            return LIF(LIFParameters(), impl=impl)
-
-        self.conv1 = MergeTime(nn.Conv2d(2, 8, 5, stride=2, padding=2, bias=False))
-        self.bn1 = TDBatchNorm2d(8, u_th=u_th, momentum=None)
-        self.spike1 = make_neuron()
-        self.conv2 = MergeTime(nn.Conv2d(8, 16, 3, stride=2, padding=1, bias=False))
-        self.bn2 = TDBatchNorm2d(16, u_th=u_th, momentum=None)
-        self.spike2 = make_neuron()
-        self.readout = nn.Linear(16 * 9 * 9, n_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s1, _ = self.spike1(self.bn1(self.conv1(x)))
-        s2, _ = self.spike2(self.bn2(self.conv2(s1)))
-        return self.readout(s2.flatten(2)).mean(0)
-
-
-def _simulate(model: DemoNet, frames: torch.Tensor, batch: int) -> dict:
-    """Calibrate tdBN on ``frames`` ``[T, N, 2, H, W]``, then count spikes in eval mode."""
-    with torch.no_grad():
-        model.train()
-        for i in range(0, frames.shape[1], batch):
-            model(frames[:, i : i + batch])
-        model.eval()
-        with SpikeMonitor(model) as monitor:
-            for i in range(0, frames.shape[1], batch):
-                model(frames[:, i : i + batch])
-    return {
-        name: {"neurons": r.neurons, "spikes": r.spikes, "rate": r.rate}
-        for name, r in monitor.records.items()
-    }
-
-
-def _time_forward_backward(module: nn.Module, x: torch.Tensor, repeats: int = 3) -> float:
+def _time_forward_backward(module: torch.nn.Module, x: torch.Tensor, repeats: int = 3) -> float:
     """Median seconds of forward + backward of ``module`` on ``x`` (after one warm-up)."""
     times = []
     for k in range(repeats + 1):
@@ -90,94 +44,129 @@ def _time_forward_backward(module: nn.Module, x: torch.Tensor, repeats: int = 3)
     return float(np.median(times))
 
 
+def plot_curves(histories: dict[str, list[dict]], path: str | Path) -> Path:
+    """Training curves (train loss, test accuracy, mean spike rate per epoch) as one PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
+    for label, rows in histories.items():
+        epochs = [r["epoch"] for r in rows]
+        for ax, key in zip(axes, ("train_loss", "test_acc", "mean_spike_rate"), strict=True):
+            ax.plot(epochs, [r.get(key) for r in rows], marker="o", label=label.upper())
+    for ax, title in zip(
+        axes, ("train loss", "test accuracy", "mean spike rate (test)"), strict=True
+    ):
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return Path(path)
+
+
+def _train(neuron: str, out_dir: Path, overrides: dict, progress: bool) -> dict:
+    from .train import fit, read_jsonl
+    from .train.presets import load_preset
+
+    config = load_preset(f"digits-{neuron}", overrides)
+    start = time.perf_counter()
+    final = fit(config, out_dir / neuron, progress=progress, overwrite=True)
+    seconds = time.perf_counter() - start
+    history = read_jsonl(out_dir / neuron / "metrics.jsonl")
+    last = history[-1]
+    return {
+        "config": config.to_dict(),
+        "final": final,
+        "history": history,
+        "test_acc": last["test_acc"],
+        "spike_rates": last["spike_rates"],
+        "mean_spike_rate": last["mean_spike_rate"],
+        "train_seconds": seconds,
+    }
+
+
+def _print_comparison(runs: dict[str, dict]) -> None:
+    lif, qif = runs["lif"], runs["qif"]
+    print(f"\n{'':30} {'LIF':>10} {'QIF':>10} {'QIF/LIF':>8}")
+    print(f"{'test accuracy':30} {lif['test_acc']:>10.4f} {qif['test_acc']:>10.4f}")
+    for name in qif["spike_rates"]:
+        a, b = lif["spike_rates"].get(name, float("nan")), qif["spike_rates"][name]
+        print(f"{'rate ' + name:30} {a:>10.4f} {b:>10.4f} {b / a if a else float('nan'):>8.3f}")
+    a, b = lif["mean_spike_rate"], qif["mean_spike_rate"]
+    print(f"{'mean spike rate':30} {a:>10.4f} {b:>10.4f} {b / a if a else float('nan'):>8.3f}")
+    a, b = lif["train_seconds"], qif["train_seconds"]
+    print(f"{'training time (s)':30} {a:>10.1f} {b:>10.1f} {b / a:>8.3f}")
+
+
 def run_demo(
     out_dir: str | Path = "qifsim-demo",
-    n_samples: int = 128,
-    n_frames: int = 10,
+    epochs: int | None = None,
+    n_samples: int | None = None,
     seed: int = 0,
-    batch: int = 16,
+    progress: bool = True,
 ) -> dict:
-    """Run the demo; print its tables and return (and save) the measured results."""
+    """Run the demo; print its tables and return (and save) the measured results.
+
+    ``epochs`` and ``n_samples`` (training recordings) override the presets,
+    for quick checks; ``None`` keeps the presets' values.
+    """
     out_dir = Path(out_dir)
-    torch.manual_seed(seed)
-    print(
-        f"qifsim demo: {n_samples} digits-dvs test recordings (34x34, N-MNIST-like, emulated "
-        f"from scikit-learn's handwritten digits), T={n_frames} frames"
-    )
-    recordings, labels = load_digits_dvs("test", seed=seed, n_samples=n_samples)
-    frames = frames_batch(recordings, SENSOR_SIZE, n_frames, split_by="count")
-    n_events = int(sum(len(ev) for ev in recordings))
-    x = torch.from_numpy(frames).transpose(0, 1).contiguous()  # [T, N, 2, H, W]
+    overrides: dict = {"seed": seed}
+    if epochs is not None:
+        overrides["epochs"] = epochs
+    if n_samples is not None:
+        overrides["n_samples"] = n_samples
+
+    recordings, labels = load_digits_dvs("test", seed=seed, n_samples=1, progress=progress)
     sample_png = plot_frames(
-        frames[0],
+        to_frames(recordings[0], SENSOR_SIZE, 10, split_by="count"),
         out_dir / "digits-dvs-sample.png",
-        title=f"digits-dvs test sample 0 (label {int(labels[0])}): ON - OFF per frame",
+        title=f"digits-dvs test recording 0 (digit {int(labels[0])}): ON - OFF per frame",
     )
     print(
-        f"  events: {n_events} in total, {n_events / len(recordings):.0f} per recording; "
-        f"frames {tuple(x.shape)} (time first)"
+        "qifsim demo: digits-dvs, scikit-learn's handwritten digits emulated into N-MNIST-like "
+        f"34x34 DVS recordings (1,442 train / 355 test); one recording: {sample_png}"
     )
-
-    results = {}
-    for neuron in ("lif", "qif"):
-        torch.manual_seed(seed)  # identical weights for both neuron types
-        model = DemoNet(neuron)
-        with torch.no_grad():  # warm-up (eval: no statistics updated): loads the kernels
-            model.eval()(x[:, :2])
-        start = time.perf_counter()
-        results[neuron] = _simulate(model, x, batch)
-        results[neuron + "_seconds"] = time.perf_counter() - start
-
     mu, sigma = analytic_window(QIFParameters())
     print(
-        f"\nQIF (a=0.25, u_rest=0, u_c=0.5, u_th=0.5), analytic surrogate window "
-        f"[{mu - sigma:.3f}, {mu + sigma:.3f}] (mu={mu:.4f}, sigma={sigma:.4f})"
-    )
-    print("LIF (beta=0.25, u_th=0.5), rect surrogate alpha=1")
-    print("untrained networks, identical random weights; tdBN calibrated on the stream\n")
-    header = (
-        f"{'layer':8} {'neurons':>8} {'LIF spikes':>11} {'LIF rate':>9} "
-        f"{'QIF spikes':>11} {'QIF rate':>9} {'QIF/LIF':>8}"
-    )
-    print(header)
-    print("-" * len(header))
-    for name in results["qif"]:
-        lif, qif = results["lif"][name], results["qif"][name]
-        ratio = qif["spikes"] / lif["spikes"] if lif["spikes"] else float("nan")
-        print(
-            f"{name:8} {qif['neurons']:>8} {lif['spikes']:>11} {lif['rate']:>9.4f} "
-            f"{qif['spikes']:>11} {qif['rate']:>9.4f} {ratio:>8.3f}"
-        )
-    total = {n: sum(r["spikes"] for r in results[n].values()) for n in ("lif", "qif")}
-    print(
-        f"{'total':8} {'':>8} {total['lif']:>11} {'':>9} {total['qif']:>11} {'':>9} "
-        f"{total['qif'] / max(total['lif'], 1):>8.3f}"
-    )
-    print(
-        f"\nsimulation time (calibration + monitored pass): LIF {results['lif_seconds']:.2f} s, "
-        f"QIF {results['qif_seconds']:.2f} s"
+        f"QIF a=0.25 u_rest=0 u_c=0.5 u_th=0.5, analytic surrogate window "
+        f"[{mu - sigma:.3f}, {mu + sigma:.3f}]; LIF beta=0.25 u_th=0.5, rect surrogate alpha=1"
     )
 
-    probe = torch.randn(n_frames, 16, 8, 17, 17, generator=torch.Generator().manual_seed(seed))
+    runs = {}
+    for neuron in NEURONS:
+        print(f"\ntraining digits-net with {neuron.upper()} neurons (preset digits-{neuron})")
+        runs[neuron] = _train(neuron, out_dir, overrides, progress)
+        print(
+            f"  {neuron.upper()}: test accuracy {runs[neuron]['test_acc']:.4f}, "
+            f"mean spike rate {runs[neuron]['mean_spike_rate']:.4f}, "
+            f"{runs[neuron]['train_seconds']:.1f} s"
+        )
+    _print_comparison(runs)
+    curves = plot_curves({n: runs[n]["history"] for n in NEURONS}, out_dir / "training-curves.png")
+
+    probe = torch.randn(10, 16, 8, 17, 17, generator=torch.Generator().manual_seed(seed))
     probe = probe * 0.5 + 0.1
     fused = _time_forward_backward(QIF(), probe)
     reference = _time_forward_backward(QIF(impl="reference"), probe)
     print(
-        f"fused QIF op vs step-by-step reference (forward+backward, {tuple(probe.shape)}): "
+        f"\nfused QIF op vs step-by-step reference (forward+backward, {tuple(probe.shape)}): "
         f"{reference / fused:.1f}x faster"
     )
 
     summary = {
-        "n_samples": n_samples,
-        "n_frames": n_frames,
-        "n_events": n_events,
-        "labels": labels.tolist(),
         "analytic_window": {"mu": mu, "sigma": sigma},
-        "layers": {"lif": results["lif"], "qif": results["qif"]},
-        "total_spikes": total,
-        "simulation_seconds": {"lif": results["lif_seconds"], "qif": results["qif_seconds"]},
+        "runs": runs,
         "fused_over_reference_time": fused / reference,
+        "curves_png": str(curves),
+        "sample_png": str(sample_png),
     }
     write_json_atomic(out_dir / "demo.json", summary)
-    print(f"\nresults written to {out_dir / 'demo.json'}; frames of one recording: {sample_png}")
+    print(f"training curves: {curves}; results: {out_dir / 'demo.json'}")
     return summary

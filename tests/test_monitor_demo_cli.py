@@ -8,50 +8,68 @@ import pytest
 import torch
 
 from qifsim.cli import main
-from qifsim.demo import DemoNet, run_demo
+from qifsim.demo import run_demo
 from qifsim.energy import SpikeMonitor
 from qifsim.lava_bridge import LavaEnvironmentError, find_lava_python, run_lava
+from qifsim.models import build_model
 
 
 def test_monitor_rates_equal_direct_counts():
     torch.manual_seed(0)
-    model = DemoNet("qif")
+    model = build_model("digits-net", neuron="qif")
+    layers = model.spiking_layers()
     batches = [torch.rand(6, 3, 2, 34, 34) * 3, torch.rand(6, 1, 2, 34, 34) * 3]
-    direct = {"spike1": 0.0, "spike2": 0.0}
     with torch.no_grad():
         model(batches[0])  # calibrate tdBN's running statistics
         model.eval()
-        for x in batches:  # the network's layers called by hand
-            s1, _ = model.spike1(model.bn1(model.conv1(x)))
-            s2, _ = model.spike2(model.bn2(model.conv2(s1)))
-            direct["spike1"] += s1.sum().item()
-            direct["spike2"] += s2.sum().item()
+        direct = dict.fromkeys(layers, 0.0)
+        sizes = {}
+        outputs = {}
+        for x in batches:  # spikes read straight from each layer's output
+            outputs.clear()
+            hooks = [
+                m.register_forward_hook(lambda mod, i, o, n=n: outputs.__setitem__(n, o[0]))
+                for n, m in layers.items()
+            ]
+            model(x)
+            for h in hooks:
+                h.remove()
+            for name, spikes in outputs.items():
+                direct[name] += spikes.sum().item()
+                sizes[name] = spikes[0, 0].numel()
         with SpikeMonitor(model) as monitor:
             for x in batches:
                 model(x)
-    rec = monitor.records
-    assert rec["spike1"].neurons == 8 * 17 * 17 and rec["spike2"].neurons == 16 * 9 * 9
-    for name, size in (("spike1", 8 * 17 * 17), ("spike2", 16 * 9 * 9)):
-        assert rec[name].spikes == direct[name] > 0
-        assert rec[name].neuron_steps == 6 * 4 * size
-        assert monitor.rates()[name] == direct[name] / (6 * 4 * size)
-    assert not model.spike1._forward_hooks  # removed on exit
+    for name in layers:
+        rec = monitor.records[name]
+        assert rec.neurons == sizes[name]
+        assert rec.spikes == direct[name]
+        assert rec.neuron_steps == 6 * 4 * sizes[name]
+        assert monitor.rates()[name] == direct[name] / (6 * 4 * sizes[name])
+    assert sum(direct.values()) > 0
+    assert not next(iter(layers.values()))._forward_hooks  # removed on exit
     with pytest.raises(ValueError, match="no qifsim neuron modules"):
         SpikeMonitor(torch.nn.Linear(2, 2))
 
 
-def test_demo_runs_and_writes_measured_results(tmp_path, capsys):
-    summary = run_demo(out_dir=tmp_path, n_samples=8, n_frames=4)
+def test_demo_trains_both_neurons_and_writes_measured_results(tmp_path, capsys):
+    summary = run_demo(out_dir=tmp_path, epochs=1, n_samples=64, progress=False)
     out = capsys.readouterr().out
-    assert "QIF/LIF" in out and "spike1" in out and "spike2" in out
+    assert "test accuracy" in out and "QIF/LIF" in out and "training time" in out
     saved = json.loads((tmp_path / "demo.json").read_text())
-    assert saved["total_spikes"] == summary["total_spikes"]
     for neuron in ("lif", "qif"):
-        for layer in saved["layers"][neuron].values():
-            assert 0 < layer["rate"] < 1
-            assert layer["spikes"] == round(layer["rate"] * layer["neurons"] * 8 * 4)
-    again = run_demo(out_dir=tmp_path / "again", n_samples=8, n_frames=4)
-    assert again["layers"] == summary["layers"]  # deterministic for a seed
+        run = saved["runs"][neuron]
+        assert run["config"]["neuron"] == neuron and run["config"]["epochs"] == 1
+        assert 0 <= run["test_acc"] <= 1 and run["train_seconds"] > 0
+        assert set(run["spike_rates"]) == {
+            "features.conv1.spike",
+            "features.conv2.spike",
+            "classifier.fc1.spike",
+        }
+        assert (tmp_path / neuron / "last.pt").exists()
+    assert saved["runs"]["qif"]["test_acc"] == summary["runs"]["qif"]["test_acc"]
+    for png in ("training-curves.png", "digits-dvs-sample.png"):
+        assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
 
 
 def test_cli_help_and_errors(capsys):
