@@ -69,10 +69,11 @@ CONTENTION_WARN = 0.05
 #: The QIF paper's QIF/LIF inference-time overhead on a GPU (Section 5.2).
 PAPER_QIF_OVER_LIF_INFER = (1.04, 1.39)
 
+# Per-model "repeats" (timed rounds) win over the preset's; --repeats wins over both.
 FULL = {
     "models": {
         "digits-net": {"input": (2, 34, 34), "T": 10, "batch": 64},
-        "vggsnn": {"input": (2, 48, 48), "T": 10, "batch": 8},
+        "vggsnn": {"input": (2, 48, 48), "T": 10, "batch": 8, "repeats": 3},
     },
     "repeats": 5,
     "warmup": 1,
@@ -465,15 +466,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
     args = parser.parse_args(argv)
     preset = QUICK if args.quick else FULL
-    args.repeats = preset["repeats"] if args.repeats is None else args.repeats
-    args.warmup = preset["warmup"] if args.warmup is None else args.warmup
-    if args.repeats < 1 or args.warmup < 1:
+    if (args.repeats is not None and args.repeats < 1) or (
+        args.warmup is not None and args.warmup < 1
+    ):
         parser.error("--repeats and --warmup must be >= 1")
+    args.warmup = preset["warmup"] if args.warmup is None else args.warmup
     names = [m.strip() for m in (args.models or ",".join(preset["models"])).split(",")]
     unknown = [m for m in names if m not in preset["models"]]
     if unknown or not names:
         parser.error(f"unknown model(s) {unknown}; choose from: {', '.join(preset['models'])}")
-    args.model_cfgs = {m: preset["models"][m] for m in names}
+    args.model_cfgs = {}
+    for m in names:
+        cfg = dict(preset["models"][m])
+        cfg["repeats"] = args.repeats or cfg.get("repeats", preset["repeats"])
+        args.model_cfgs[m] = cfg
     chosen = [n.strip() for n in (args.only or ",".join(IMPL_NAMES)).split(",") if n.strip()]
     bad = [n for n in chosen if n not in IMPL_NAMES]
     if bad or not chosen:
@@ -494,7 +500,7 @@ def run_model(model_name: str, cfg: dict[str, Any], args, device) -> dict[str, A
         cases[f"{name}/train"] = lambda r=r: train_step(r, x, y, device)
         cases[f"{name}/infer"] = lambda r=r: infer_step(r, x, device)
     timed = _common.run_interleaved(
-        cases, args.warmup, args.repeats, progress=not args.no_progress, desc=model_name
+        cases, args.warmup, cfg["repeats"], progress=not args.no_progress, desc=model_name
     )
     for key, measured in timed.items():
         name, mode = key.split("/")
@@ -505,6 +511,8 @@ def run_model(model_name: str, cfg: dict[str, Any], args, device) -> dict[str, A
             "T": cfg["T"],
             "batch": cfg["batch"],
             "input_shape": list(x.shape),
+            "repeats": cfg["repeats"],
+            "warmup": args.warmup,
         },
         "implementations": impls,
         "equivalence": equiv,
@@ -584,7 +592,7 @@ def main(argv=None) -> int:
         "benchmark": "training",
         "config": {
             "quick": args.quick,
-            "repeats": args.repeats,
+            "repeats": {m: c["repeats"] for m, c in args.model_cfgs.items()},
             "warmup": args.warmup,
             "seed": args.seed,
             "selected": args.only,
@@ -605,7 +613,7 @@ def main(argv=None) -> int:
     cfg = result["config"]
     print(
         f"training/inference step per model: device {device}, torch threads {cfg['threads']}, "
-        f"repeats {args.repeats}, warm-up {args.warmup}; load average {load_before} -> "
+        f"repeats {cfg['repeats']}, warm-up {args.warmup}; load average {load_before} -> "
         f"{load_after}, cpus {cfg['cpu_count']}"
     )
     if contention is not None and contention > CONTENTION_WARN:

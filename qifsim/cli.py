@@ -177,6 +177,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         return _launch_torchrun(args, config, out)
     from .train import fit
 
+    print(f"preset {preset.name}: {preset.description}\n  source: {preset.source}")
     _print_config(config)
     try:
         result = fit(

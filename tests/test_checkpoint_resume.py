@@ -9,7 +9,14 @@ import time
 
 import pytest
 import torch
-from train_helpers import PYTHON, REPO, subprocess_env, tiny_config, tiny_digits_net, without_seconds
+from train_helpers import (
+    PYTHON,
+    REPO,
+    subprocess_env,
+    tiny_config,
+    tiny_digits_net,
+    without_seconds,
+)
 
 from qifsim import __version__
 from qifsim.train import (
@@ -114,7 +121,8 @@ def test_loading_into_a_mismatched_model_names_keys_and_shapes(reference):
     _, out = reference
     state = load_checkpoint(out / "last.pt")["model"]
     wider = tiny_digits_net(num_classes=7)
-    with pytest.raises(CheckpointMismatchError, match=r"readout\.fc\.weight: checkpoint \(10, 16\)"):
+    expected = r"readout\.fc\.weight: checkpoint \(10, 16\) vs model \(7, 16\)"
+    with pytest.raises(CheckpointMismatchError, match=expected):
         load_model_state(wider, state)
     state = dict(state)
     state["extra.weight"] = torch.zeros(1)

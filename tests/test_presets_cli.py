@@ -339,6 +339,11 @@ def test_sweep_trains_two_points_and_resumes(tmp_path, capsys):
     assert main([*argv, "--no-progress"]) == 0
     assert "2 reused" in capsys.readouterr().out
 
+    # a moved dataset folder is no different configuration
+    moved = {**kwargs, "overrides": {**overrides, "data_root": str(tmp_path / "moved")}}
+    assert run_sweep("robustness-lenet5", tmp_path, **moved)["n_reused"] == 2
+    assert len(calls) == 2
+
     # a different configuration in the same folder is refused
     changed = {**overrides, "lr": 0.05}
     with pytest.raises(ValueError, match="different configuration"):

@@ -340,3 +340,54 @@ def test_run_module_trains_from_a_config_file(tmp_path, capsys):
     bad.write_text(json.dumps({"model": MODEL, "optimizer": "rmsprop"}))
     assert main([str(bad), str(tmp_path / "bad")]) == 2
     assert "('sgd', 'adam')" in capsys.readouterr().err
+
+
+def test_worker_processes_do_not_change_the_run(tmp_path):
+    """Loading in 2 worker processes gives the same run as loading in the main process."""
+    config = tiny_config(epochs=1, n_samples=32)
+    inline = fit(config, tmp_path / "inline", progress=False, tensorboard=False)
+    workers = fit(
+        config.replace(num_workers=2), tmp_path / "workers", progress=False, tensorboard=False
+    )
+    for key in ("train_loss", "train_acc", "test_loss", "test_acc", "spike_rates"):
+        assert inline[key] == workers[key], key
+
+
+def _fake_fashion_mnist(root, n_train: int = 32, n_test: int = 16) -> None:
+    """Random images in Fashion-MNIST's raw IDX layout (what torchvision reads)."""
+    import struct
+
+    import numpy as np
+
+    raw = root / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
+        labels = rng.integers(0, 10, size=n, dtype=np.uint8)
+        (raw / f"{prefix}-images-idx3-ubyte").write_bytes(
+            struct.pack(">iiii", 2051, n, 28, 28) + images.tobytes()
+        )
+        (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(
+            struct.pack(">ii", 2049, n) + labels.tobytes()
+        )
+
+
+def test_static_images_train_through_direct_encoding(tmp_path):
+    """Fashion-MNIST layout (random pixels) -> normalised [1, 28, 28] images -> lenet5 at T=2."""
+    _fake_fashion_mnist(tmp_path / "data")
+    config = TrainConfig(
+        model="lenet5",
+        dataset="fashion-mnist",
+        data_root=str(tmp_path / "data"),
+        T=2,
+        epochs=1,
+        batch_size=16,
+    )
+    train, test, info = build_datasets(config)
+    assert (len(train), len(test), info.static, info.in_channels) == (32, 16, True, 1)
+    image, label = train[0]
+    assert image.shape == (1, 28, 28) and image.dtype == torch.float32 and 0 <= label < 10
+    assert abs(float(image.mean())) < 2.0  # normalised, not raw 0..255
+    result = fit(config, tmp_path / "run", progress=False, tensorboard=False)
+    assert math.isfinite(result["train_loss"]) and result["spike_rates"]

@@ -95,10 +95,15 @@ def setup(device: str | torch.device | None = None) -> DistContext:
     return DistContext(rank, world_size, local_rank, dev, initialized=True)
 
 
-def teardown(ctx: DistContext) -> None:
-    """Leave the process group if :func:`setup` joined it."""
+def teardown(ctx: DistContext, wait: bool = True) -> None:
+    """Leave the process group if :func:`setup` joined it (after a barrier when ``wait``).
+
+    Pass ``wait=False`` on an error path: the other processes may never reach the
+    barrier (torchrun stops them once this one exits with an error).
+    """
     if ctx.initialized and dist.is_initialized():
-        dist.barrier()
+        if wait:
+            dist.barrier()
         dist.destroy_process_group()
 
 

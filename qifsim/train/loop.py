@@ -58,6 +58,7 @@ from .config import TrainConfig
 from .distributed import (
     DistContext,
     all_reduce_sum,
+    barrier,
     broadcast_buffers,
     gather_objects,
     setup,
@@ -136,8 +137,11 @@ def _train_epoch(
 
 
 def _prepare_out_dir(out_dir: Path, resume: bool, overwrite: bool, ctx: DistContext) -> None:
-    """Refuse to clobber an earlier run unless asked; clear its files when ``overwrite``."""
-    if resume or not ctx.is_main:
+    """Refuse to clobber an earlier run unless asked; clear its files when ``overwrite``.
+
+    Every process checks (so that all raise together); rank 0 deletes.
+    """
+    if resume:
         return
     earlier = [out_dir / name for name in (LAST, BEST, METRICS_FILE) if (out_dir / name).exists()]
     if earlier and not overwrite:
@@ -145,8 +149,10 @@ def _prepare_out_dir(out_dir: Path, resume: bool, overwrite: bool, ctx: DistCont
             f"{str(out_dir)!r} already holds a run ({', '.join(p.name for p in earlier)}); "
             "pass resume=True to continue it, overwrite=True to start again, or use another folder"
         )
-    for path in earlier:
-        path.unlink()
+    if ctx.is_main:
+        for path in earlier:
+            path.unlink()
+    barrier(ctx)
 
 
 def _rng_snapshot(loaders: Loaders) -> dict[str, Any]:
@@ -228,10 +234,9 @@ def fit(
     out = Path(out_dir)
     ctx = setup(device)
     log: MetricsLog | None = None
+    finished = False
     try:
         with deterministic_mode(config.deterministic):
-            if ctx.is_main:
-                out.mkdir(parents=True, exist_ok=True)
             _prepare_out_dir(out, resume, overwrite, ctx)
             checkpoint = load_checkpoint(out / LAST) if resume and (out / LAST).exists() else None
             if checkpoint is not None:
@@ -239,11 +244,13 @@ def fit(
             if ctx.is_main:
                 write_json_atomic(out / CONFIG_FILE, config.to_dict())
             log = MetricsLog(out, enabled=ctx.is_main, tensorboard=tensorboard)
-            return _run(config, out, ctx, checkpoint, log, progress, on_epoch_end, stop_after)
+            result = _run(config, out, ctx, checkpoint, log, progress, on_epoch_end, stop_after)
+            finished = True
+            return result
     finally:
         if log is not None:
             log.close()
-        teardown(ctx)
+        teardown(ctx, wait=finished)  # after a failure, do not wait for the other processes
 
 
 def _run(
@@ -279,7 +286,7 @@ def _run(
         best = dict(checkpoint["best"])
         start = int(checkpoint["epoch"])
         _restore_rngs(checkpoint["rng"], loaders, ctx)
-        log.write(history)  # the file may lag the checkpoint after a crash
+        log.write(history, new_row=False)  # the file may lag the checkpoint after a crash
     train_model: nn.Module = model
     if ctx.distributed:
         from torch.nn.parallel import DistributedDataParallel
@@ -350,8 +357,8 @@ def _run(
                 if improved:
                     copy_checkpoint(out / LAST, out / BEST)
                 log.write(history)
+                epochs_bar.set_postfix(_bar_fields(row), refresh=False)
                 epochs_bar.update(1)
-                epochs_bar.set_postfix(_bar_fields(row))
             if on_epoch_end is not None:
                 on_epoch_end(epoch + 1, row)
     finally:

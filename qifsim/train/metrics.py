@@ -62,12 +62,13 @@ class MetricsLog:
             _summary_writer(Path(out_dir) / TENSORBOARD_DIR) if (enabled and tensorboard) else None
         )
 
-    def write(self, history: Sequence[Mapping[str, Any]]) -> None:
-        """Rewrite ``metrics.jsonl`` with ``history``; send its last row to TensorBoard."""
+    def write(self, history: Sequence[Mapping[str, Any]], new_row: bool = True) -> None:
+        """Rewrite ``metrics.jsonl`` with ``history``; send its last row to TensorBoard
+        when it is ``new_row`` (not when restoring the file of a resumed run)."""
         if not self.enabled:
             return
         write_jsonl(self.path, history)
-        if self._writer is not None and history:
+        if self._writer is not None and history and new_row:
             row = history[-1]
             step = int(row["epoch"])
             for name in SCALARS:

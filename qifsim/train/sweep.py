@@ -42,8 +42,8 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
     "<=": operator.le,
     "==": operator.eq,
 }
-# fit()'s result keys holding the final test accuracy, in order of preference.
-ACCURACY_KEYS = ("test_acc", "test_accuracy", "acc")
+# Fields that may change between a run and its resumption (as for the trainer's resume).
+RESUMABLE_CHANGES = ("name", "data_root", "num_workers")
 
 
 @dataclass(frozen=True)
@@ -121,17 +121,10 @@ def point_config(preset: Preset, point: SweepPoint, overrides: Overrides = ()):
 
 
 def accuracy_of(result: Mapping[str, Any]) -> float | None:
-    """The final test accuracy in a ``fit`` result (None if it reports none)."""
-    for key in ACCURACY_KEYS:
-        value = result.get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-    for nested in ("test", "final", "metrics"):
-        inner = result.get(nested)
-        if isinstance(inner, Mapping):
-            found = accuracy_of(inner)
-            if found is not None:
-                return found
+    """The final test accuracy (``test_acc``) of a ``fit`` result; None if it has none."""
+    value = result.get("test_acc")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
     return None
 
 
@@ -162,12 +155,13 @@ def _run_point(
     marker = point_dir / POINT_FILE
     if resume and marker.is_file():
         done = json.loads(marker.read_text(encoding="utf-8"))
-        if done.get("config") != _jsonable(config.to_dict()):
+        if _comparable(done.get("config", {})) != _comparable(_jsonable(config.to_dict())):
             raise ValueError(
                 f"{point_dir} holds a finished run of a different configuration; "
                 "use another --out folder or resume=False to retrain"
             )
         return done["row"], True
+    marker.unlink(missing_ok=True)  # retraining: the old result no longer describes the folder
     result = fit_fn(
         config, point_dir, resume=resume, progress=progress, device=device, overwrite=not resume
     )
@@ -185,6 +179,10 @@ def _run_point(
         marker, {"config": _jsonable(config.to_dict()), "row": row, "result": _jsonable(result)}
     )
     return row, False
+
+
+def _comparable(config: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in config.items() if k not in RESUMABLE_CHANGES}
 
 
 def _jsonable(obj: Any) -> Any:
