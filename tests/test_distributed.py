@@ -95,6 +95,26 @@ def test_shards_cover_the_test_set_once_and_batches_split_evenly():
         local_batch_size(30, 4)
 
 
+def test_numba_threads_follow_torch_and_torch_keeps_its_count():
+    """torchrun's OMP_NUM_THREADS=1 must bind numba too, and starting numba must not undo it."""
+    code = (
+        "import numba, torch\n"
+        "from qifsim.train.distributed import match_numba_threads\n"
+        "n = match_numba_threads()\n"
+        "print(n, numba.get_num_threads(), torch.get_num_threads())\n"
+    )
+    done = subprocess.run(
+        [PYTHON, "-c", code],
+        env=subprocess_env(OMP_NUM_THREADS="1"),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert done.stdout.split() == ["1", "1", "1"]
+
+
 # -- torchrun ---------------------------------------------------------------------------
 
 

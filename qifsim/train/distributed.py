@@ -67,12 +67,40 @@ def env_world() -> tuple[int, int, int] | None:
 
 
 def resolve_device(device: str | torch.device | None, local_rank: int = 0) -> torch.device:
-    """``device``, or ``cuda:local_rank`` when CUDA is available, else CPU."""
+    """``device``, or ``cuda:local_rank`` when CUDA is available, else CPU.
+
+    A bare ``"cuda"`` also becomes ``cuda:local_rank`` (one GPU per process).
+    """
     if device is not None:
-        return torch.device(device)
+        dev = torch.device(device)
+        if dev.type == "cuda" and dev.index is None:
+            dev = torch.device("cuda", local_rank % max(1, torch.cuda.device_count()))
+        return dev
     if torch.cuda.is_available():
         return torch.device("cuda", local_rank % torch.cuda.device_count())
     return torch.device("cpu")
+
+
+def match_numba_threads() -> int:
+    """Limit numba's threads to torch's intra-op threads; return the number now in use.
+
+    torchrun sets ``OMP_NUM_THREADS=1`` for each of several processes, which
+    limits torch but not numba (the neurons' CPU kernels), whose default is one
+    thread per core in every process; worse, numba's OpenMP threading layer
+    resets the shared OpenMP thread count (torch's too) to that default when it
+    starts. N processes then oversubscribe the cores (measured on 2 cores, 2
+    processes: 3-7x slower epochs). This starts numba's threads now, limits
+    them, and puts torch's count back. Returns 0 when numba is not installed.
+    """
+    try:
+        import numba
+    except ImportError:
+        return 0
+    torch_threads = torch.get_num_threads()
+    threads = max(1, min(torch_threads, numba.config.NUMBA_NUM_THREADS))
+    numba.set_num_threads(threads)  # starts numba's thread pool
+    torch.set_num_threads(torch_threads)
+    return threads
 
 
 def setup(device: str | torch.device | None = None) -> DistContext:
@@ -89,6 +117,8 @@ def setup(device: str | torch.device | None = None) -> DistContext:
         torch.cuda.set_device(dev)
     if dist.is_initialized():
         return DistContext(rank, world_size, local_rank, dev, initialized=False)
+    if dev.type == "cpu":
+        match_numba_threads()
     backend = "nccl" if dev.type == "cuda" else "gloo"
     kwargs = {"device_id": dev} if dev.type == "cuda" else {}
     dist.init_process_group(backend=backend, rank=rank, world_size=world_size, **kwargs)
