@@ -145,9 +145,10 @@ def test_torchrun_accuracy_matches_a_single_process(tmp_path):
     Both see the same global batches (the 2 shards of a step are the step's batch
     of the single process); they differ only in batch-norm statistics (per
     process, over 16 samples instead of 32), which perturbs the trajectory.
-    Measured with this config, seeds 0-3: single 84.2/84.8/85.1/84.5%, two
-    processes 84.2/84.2/83.9/85.6% (largest gap 1.1 points; at T=4 or higher
-    learning rates the one-epoch gap reaches 1.7-2.5 points).
+    Measured with this config on 2 CPU cores, seeds 0-3: single process
+    84.2/84.8/85.1/84.5%, two processes 84.5/85.1/83.4/85.9% (gaps 0.3, 0.3,
+    1.7, 1.4 points; at T=4 or higher learning rates the one-epoch gap reached
+    2.5 points, so this is the steadier setting).
     """
     config = tiny_config(
         model="digits-net",

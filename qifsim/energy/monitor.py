@@ -63,7 +63,7 @@ class SpikeMonitor:
             spikes = output[0]
             per_sample = spikes.shape[2:] if multi_step else spikes.shape[1:]
             record.neurons = int(torch.Size(per_sample).numel())
-            record.spikes += int(spikes.detach().sum().item())
+            record.spikes += int(spikes.detach().sum(dtype=torch.float64).item())
             record.neuron_steps += spikes.numel()
 
         return hook
