@@ -58,6 +58,8 @@ test-all: setup
 
 bench: setup
 	$(PY) benchmarks/neurons.py
+	$(PY) benchmarks/events.py
+	$(PY) benchmarks/training.py
 
 lint: setup
 	$(VENV)/bin/ruff check qifsim hardware tests benchmarks

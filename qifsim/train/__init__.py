@@ -26,7 +26,9 @@ from .factory import build_model_from_config
 from .loaders import Loaders, build_loaders, to_time_first
 from .loop import TrainingDiverged, fit
 from .metrics import read_jsonl
+from .presets import load_preset, preset_names
 from .seeding import seed_everything
+from .sweep import run_sweep
 
 __all__ = [
     "DATASETS",
@@ -47,7 +49,10 @@ __all__ = [
     "fit",
     "load_checkpoint",
     "load_model_state",
+    "load_preset",
+    "preset_names",
     "read_jsonl",
+    "run_sweep",
     "save_checkpoint",
     "seed_everything",
     "to_time_first",
