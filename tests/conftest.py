@@ -20,3 +20,31 @@ def _isolated_cache_root(tmp_path_factory):
 #: Real recordings shared beside the repository (read in place, never copied; tests skip
 #: when absent). Import as ``from conftest import REAL_EVENTS``.
 REAL_EVENTS = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "real-events"
+
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_benchmark(name: str, *args: str, timeout: float = 120):
+    """Run ``benchmarks/<name>.py ARGS`` with this interpreter from the repository root."""
+    import subprocess
+    import sys
+
+    script = REPO_ROOT / "benchmarks" / f"{name}.py"
+    return subprocess.run(
+        [sys.executable, str(script), *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def quick_benchmark(name: str, out: Path) -> tuple[dict, str]:
+    """``--quick`` run of a benchmark: checks success and the atomic write; (JSON, stdout)."""
+    import json
+
+    proc = run_benchmark(name, "--quick", "--no-progress", "--out", str(out))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert not list(out.parent.glob("*.tmp")), "atomic write left a temp file behind"
+    return json.loads(out.read_text()), proc.stdout

@@ -2,34 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "benchmarks" / "events.py"
-
-
-def _run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(SCRIPT), *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+from conftest import quick_benchmark, run_benchmark
 
 
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory) -> tuple[dict, str]:
-    out = tmp_path_factory.mktemp("bench") / "events.json"
-    proc = _run("--quick", "--no-progress", "--out", str(out))
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert not list(out.parent.glob("*.tmp")), "atomic write left a temp file behind"
-    return json.loads(out.read_text()), proc.stdout
+    return quick_benchmark("events", tmp_path_factory.mktemp("bench") / "events.json")
 
 
 def test_quick_config_and_table(quick):
@@ -104,5 +83,5 @@ def test_quick_tonic_rows_when_available(quick):
 
 
 def test_help():
-    proc = _run("--help")
+    proc = run_benchmark("events", "--help")
     assert proc.returncode == 0 and "--quick" in proc.stdout and "tonic" in proc.stdout

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import quick_benchmark, run_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "benchmarks" / "neurons.py"
 
 QIFSIM_IMPLS = (
     "qifsim_qif_fused",
@@ -26,24 +25,11 @@ RATIO_KEYS = (
 )
 
 
-def _run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(SCRIPT), *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
 @pytest.fixture(scope="module")
 def quick_result(tmp_path_factory) -> dict:
-    out = tmp_path_factory.mktemp("bench") / "n.json"
-    proc = _run("--quick", "--no-progress", "--out", str(out))
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "qifsim_qif_fused" in proc.stdout  # the table was printed
-    assert not list(out.parent.glob("*.tmp")), "atomic write left a temp file behind"
-    return json.loads(out.read_text())
+    result, stdout = quick_benchmark("neurons", tmp_path_factory.mktemp("bench") / "n.json")
+    assert "qifsim_qif_fused" in stdout  # the table was printed
+    return result
 
 
 def test_quick_run_config(quick_result):
@@ -91,7 +77,9 @@ def test_quick_run_ratios_and_targets(quick_result):
 
 
 def test_only_rejects_unknown_name(tmp_path):
-    proc = _run("--quick", "--only", "no_such_impl", "--out", str(tmp_path / "x.json"))
+    proc = run_benchmark(
+        "neurons", "--quick", "--only", "no_such_impl", "--out", str(tmp_path / "x.json")
+    )
     assert proc.returncode != 0
     assert "no_such_impl" in proc.stderr
     assert not (tmp_path / "x.json").exists()

@@ -2,37 +2,22 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import quick_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "benchmarks" / "training.py"
 IMPLS = ("qifsim_qif", "qifsim_lif", "snntorch_lif", "spikingjelly_lif")
 MODELS = ("digits-net", "vggsnn")
 
 
-def _run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(SCRIPT), *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
 @pytest.fixture(scope="module")
 def quick_result(tmp_path_factory) -> dict:
-    out = tmp_path_factory.mktemp("bench") / "training.json"
-    proc = _run("--quick", "--no-progress", "--out", str(out))
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "qif_over_lif_infer" in proc.stdout  # the ratios were printed
-    assert not list(out.parent.glob("*.tmp")), "atomic write left a temp file behind"
-    return json.loads(out.read_text())
+    result, stdout = quick_benchmark("training", tmp_path_factory.mktemp("bench") / "training.json")
+    assert "qif_over_lif_infer" in stdout  # the ratios were printed
+    return result
 
 
 def test_quick_config(quick_result):
