@@ -60,6 +60,10 @@ bench: setup
 	$(PY) benchmarks/neurons.py
 	$(PY) benchmarks/events.py
 	$(PY) benchmarks/training.py
+	$(PY) benchmarks/energy.py
+	$(PY) benchmarks/quadratic.py
+	$(PY) benchmarks/quadratic_theory.py
+	$(PY) benchmarks/lava.py
 
 lint: setup
 	$(VENV)/bin/ruff check qifsim hardware tests benchmarks

@@ -10,6 +10,7 @@ in the run that writes it.
 
 from __future__ import annotations
 
+import argparse
 import importlib.metadata
 import math
 import os
@@ -368,3 +369,25 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 def fmt(value: float | None, spec: str) -> str | None:
     return None if value is None else format(value, spec)
+
+
+def add_run_args(
+    parser: argparse.ArgumentParser,
+    default_out: Path,
+    quick_help: str = "tiny sizes, for smoke tests",
+    seed_help: str = "data seed",
+) -> None:
+    """The flags every benchmark takes: ``--quick``, ``--out``, ``--seed``, ``--no-progress``."""
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument(
+        "--out", type=Path, default=default_out, help="JSON output path (default: %(default)s)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help=f"{seed_help} (default: %(default)s)")
+    parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
+
+
+def fill_preset(args: argparse.Namespace, quick: dict[str, Any], full: dict[str, Any]) -> None:
+    """Set every option still ``None`` in ``args`` from ``quick`` (``--quick``) or ``full``."""
+    for key, value in (quick if args.quick else full).items():
+        if getattr(args, key, None) is None:
+            setattr(args, key, value)

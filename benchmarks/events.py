@@ -595,17 +595,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         help=f"timed epochs per cache implementation (default {FULL['cache_epochs']}; "
         f"--quick {QUICK['cache_epochs']})",
     )
-    parser.add_argument("--quick", action="store_true", help="tiny sizes, for smoke tests")
-    parser.add_argument(
-        "--out", type=Path, default=DEFAULT_OUT, help="JSON output path (default: %(default)s)"
-    )
-    parser.add_argument("--seed", type=int, default=0, help="data seed (default: %(default)s)")
-    parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
+    _common.add_run_args(parser, DEFAULT_OUT)
     args = parser.parse_args(argv)
-    preset = QUICK if args.quick else FULL
-    for key, value in preset.items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
+    _common.fill_preset(args, QUICK, FULL)
     if min(args.sizes) < N_FRAMES or args.decode_events < 1:
         parser.error(f"--sizes must be >= {N_FRAMES} and --decode-events >= 1")
     if args.repeats < 1 or args.warmup < 1 or args.cache_epochs < 1:

@@ -386,11 +386,6 @@ def parse_args(argv=None) -> argparse.Namespace:
         f"--quick {QUICK['warmup']})",
     )
     parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="tiny sizes for smoke tests (explicit size flags still win)",
-    )
-    parser.add_argument(
         "--only",
         type=str,
         default=None,
@@ -398,24 +393,15 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="comma-separated implementations to run (default: all)",
     )
     parser.add_argument(
-        "--out", type=Path, default=DEFAULT_OUT, help="JSON output path (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--seed", type=int, default=0, help="seed of the input tensor (default: %(default)s)"
-    )
-    parser.add_argument(
         "--profile",
         action="store_true",
         help="also profile one iteration per implementation "
         "(torch.profiler, self CPU time per op) into the JSON",
     )
-    parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
+    _common.add_run_args(parser, DEFAULT_OUT)
     args = parser.parse_args(argv)
 
-    preset = QUICK if args.quick else FULL
-    for key, value in preset.items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
+    _common.fill_preset(args, QUICK, FULL)
     args.shape = tuple(args.shape)
     if min(args.T, args.batch, *args.shape) < 1:
         parser.error("--T, --batch and --shape must be >= 1")

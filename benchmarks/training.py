@@ -449,7 +449,6 @@ def parse_args(argv=None) -> argparse.Namespace:
         ),
         epilog="implementations (for --only): " + ", ".join(IMPL_NAMES),
     )
-    parser.add_argument("--quick", action="store_true", help="tiny sizes for smoke tests")
     parser.add_argument(
         "--models",
         default=None,
@@ -459,11 +458,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=None, help="timed repeats")
     parser.add_argument("--warmup", type=int, default=None, help="untimed rounds (>= 1)")
     parser.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
-    parser.add_argument(
-        "--out", type=Path, default=DEFAULT_OUT, help="JSON output (default: %(default)s)"
-    )
-    parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
+    _common.add_run_args(parser, DEFAULT_OUT)
     args = parser.parse_args(argv)
     preset = QUICK if args.quick else FULL
     if (args.repeats is not None and args.repeats < 1) or (

@@ -4,7 +4,10 @@ Subcommands:
   demo      the main job: QIF vs LIF spiking networks on an event stream
   window    Theorem-1 surrogate window vs Monte Carlo vs the full QIF dynamics
   events    look at a recording: `qifsim events info FILE`, `qifsim events frames FILE --plot P`
-  lava      the Lava side (runs in .venv-lava): `qifsim lava doctor`
+  lava      the Lava side (runs in .venv-lava): `qifsim lava doctor`, `qifsim lava run OUT.h5`
+  export    a checkpoint to a Lava exchange file (and NIR): `qifsim export CKPT OUT.h5`
+  energy    per-layer spike rates, ops and energy of a checkpoint: `qifsim energy CKPT`
+  compare   LIF vs QIF energy table and plots: `qifsim compare LIF_CKPT QIF_CKPT --out DIR`
   train     train a model from a preset: `qifsim train --preset digits-qif`
   eval      evaluate a training checkpoint on its test set
   sweep     a neuron-parameter sweep preset (QIF paper, Appendix F), resumable
@@ -25,18 +28,13 @@ import numpy as np
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    run_demo(out_dir=args.out, epochs=args.epochs, n_samples=args.samples, seed=args.seed)
-    try:
-        from .lava_bridge import LavaEnvironmentError, run_lava
-
-        report = run_lava(["doctor"], timeout=120)
-        status = "ok" if report.get("lava_run_ok") else "FAILED"
-        print(
-            f"Lava environment: {status} (lava-nc {report.get('lava_nc')}, "
-            f"Python {report.get('python')})"
-        )
-    except (LavaEnvironmentError, OSError) as err:
-        print(f"Lava environment: not available ({err})")
+    run_demo(
+        out_dir=args.out,
+        epochs=args.epochs,
+        n_samples=args.samples,
+        seed=args.seed,
+        lava_samples=args.lava_samples,
+    )
     return 0
 
 
@@ -122,6 +120,8 @@ def _cmd_events_frames(args: argparse.Namespace) -> int:
 def _cmd_lava(args: argparse.Namespace) -> int:
     from .lava_bridge import LavaEnvironmentError, run_lava
 
+    if args.lava_command == "run":
+        return _cmd_lava_run(args)
     try:
         report = run_lava([args.lava_command])
     except LavaEnvironmentError as err:
@@ -129,6 +129,33 @@ def _cmd_lava(args: argparse.Namespace) -> int:
         return 1
     print(json.dumps(report, indent=2))
     return 0 if report.get("returncode") == 0 else 1
+
+
+def _cmd_lava_run(args: argparse.Namespace) -> int:
+    from .lava_bridge import LavaEnvironmentError, LavaRunError, lava_run_report
+
+    modes = ("float", "fixed") if args.mode == "both" else (args.mode,)
+    try:
+        report = lava_run_report(args.file, args.data, args.samples, modes, args.checkpoint)
+    except (LavaEnvironmentError, LavaRunError, ValueError, FileNotFoundError) as err:
+        print(f"qifsim lava run: error: {err}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(
+        f"{report['samples']} samples; PyTorch ({report['torch_source']}): "
+        f"accuracy {report['acc_torch']:.1%}"
+    )
+    for mode, r in report["modes"].items():
+        line = (
+            f"Lava {mode:5s}: accuracy {r['accuracy']:.1%}, agreement with PyTorch "
+            f"{r['agreement']:.1%}, {r['steps_per_second']:.0f} steps/s"
+        )
+        if "fixed_matches_reference" in r:
+            line += f", bit-exact vs torch integer reference: {r['fixed_matches_reference']}"
+        print(line)
+    return 0
 
 
 def _training_overrides(args: argparse.Namespace) -> list[str]:
@@ -354,10 +381,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser(
         "demo",
         help="the main job: train QIF and LIF networks on event data and compare them",
-        description="Train the small digits-net with QIF and with LIF neurons (presets "
-        "digits-qif, digits-lif) on the embedded digits-dvs recordings; print test accuracy, "
-        "per-layer spike rates and training time for both; write OUT/demo.json and PNGs "
-        "(training curves, one recording's frames).",
+        description="Train the small digits-net with LIF, QIF, and QIF with a quadratic "
+        "dendritic synapse (presets digits-lif, digits-qif, digits-qif-quadratic) on the "
+        "embedded digits-dvs recordings; print test accuracy, per-layer spike rates, training "
+        "time and energy per inference (LIF vs QIF in the QIF paper's Table 1 layout); export "
+        "the QIF net and run it in Lava (float and fixed point) next to PyTorch. Writes "
+        "OUT/demo.json, PNGs (training curves, firing rates, membrane distributions, one "
+        "recording's frames), energy tables and the Lava exchange file OUT/qif.h5.",
     )
     demo.add_argument("--out", default="qifsim-demo", help="output folder (default: %(default)s)")
     demo.add_argument(
@@ -370,6 +400,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="training recordings (default: all 1,442 of digits-dvs' training split)",
     )
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    demo.add_argument(
+        "--lava-samples",
+        type=int,
+        default=355,
+        help="test recordings to run in Lava, float and fixed point (0 skips Lava; "
+        "default: all %(default)s, about 1.5 minutes)",
+    )
     demo.set_defaults(func=_cmd_demo)
 
     window = sub.add_parser(
@@ -435,13 +472,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the Lava side (in .venv-lava)",
         description="Commands that run in the Lava environment (.venv-lava, Python 3.10).",
     )
-    lava.add_argument(
-        "lava_command",
-        choices=("doctor",),
-        help="doctor: versions and a 3-step Dense network run in Lava",
+    lava_sub = lava.add_subparsers(dest="lava_command", required=True)
+    lava_sub.add_parser("doctor", help="versions and a 3-step Dense network run in Lava")
+    lava_run = lava_sub.add_parser(
+        "run",
+        help="run an exchange file in Lava on test samples; accuracy, agreement, steps/s",
     )
+    lava_run.add_argument("file", help="exchange file (.h5) from `qifsim export`")
+    lava_run.add_argument("--data", default="digits-dvs", choices=("digits-dvs",))
+    lava_run.add_argument("--samples", type=int, default=50, help="test samples (default 50)")
+    lava_run.add_argument("--mode", choices=("float", "fixed", "both"), default="both")
+    lava_run.add_argument(
+        "--checkpoint", default=None, help="compare with this checkpoint's PyTorch model"
+    )
+    lava_run.add_argument("--json", action="store_true", help="print the report as JSON")
     lava.set_defaults(func=_cmd_lava)
     _add_training_parsers(sub)
+    from .export.cli import register_cli as _register_export
+
+    _register_export(sub)
+    from .energy.cli import register_cli as _register_energy
+
+    _register_energy(sub)
     return parser
 
 

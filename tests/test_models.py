@@ -414,8 +414,8 @@ def test_unknown_model_name_lists_choices():
 def test_bad_neuron_synapse_and_params():
     with pytest.raises(ValueError, match="unknown neuron"):
         build_model("lenet5", neuron="izhikevich")
-    with pytest.raises(ValueError, match="dendritic"):
-        build_model("lenet5", synapse="quadratic")
+    with pytest.raises(ValueError, match="unknown synapse"):
+        build_model("lenet5", synapse="cubic")
     with pytest.raises(TypeError, match="QIFParameters"):
         build_model("lenet5", neuron="qif", neuron_params=LIFParameters())
     with pytest.raises(TypeError, match="LIFParameters"):

@@ -52,13 +52,15 @@ def test_monitor_rates_equal_direct_counts():
         SpikeMonitor(torch.nn.Linear(2, 2))
 
 
-def test_demo_trains_both_neurons_and_writes_measured_results(tmp_path, capsys):
-    summary = run_demo(out_dir=tmp_path, epochs=1, n_samples=64, progress=False)
+def test_demo_trains_three_nets_and_writes_measured_results(tmp_path, capsys):
+    """The main job: LIF, QIF and QIF + quadratic synapse, energy table, Lava run."""
+    summary = run_demo(out_dir=tmp_path, epochs=1, n_samples=64, progress=False, lava_samples=6)
     out = capsys.readouterr().out
     assert "test accuracy" in out and "QIF/LIF" in out and "training time" in out
+    assert "| model | LIF (mJ) | QIF (mJ) | improvement |" in out
     saved = json.loads((tmp_path / "demo.json").read_text())
-    for neuron in ("lif", "qif"):
-        run = saved["runs"][neuron]
+    for label, neuron in (("lif", "lif"), ("qif", "qif"), ("qif-quadratic", "qif")):
+        run = saved["runs"][label]
         assert run["config"]["neuron"] == neuron and run["config"]["epochs"] == 1
         assert 0 <= run["test_acc"] <= 1 and run["train_seconds"] > 0
         assert set(run["spike_rates"]) == {
@@ -66,10 +68,26 @@ def test_demo_trains_both_neurons_and_writes_measured_results(tmp_path, capsys):
             "features.conv2.spike",
             "classifier.fc1.spike",
         }
-        assert (tmp_path / neuron / "last.pt").exists()
+        assert (tmp_path / label / "last.pt").exists()
+    assert saved["runs"]["qif-quadratic"]["config"]["synapse"] == "quadratic"
     assert saved["runs"]["qif"]["test_acc"] == summary["runs"]["qif"]["test_acc"]
-    for png in ("training-curves.png", "digits-dvs-sample.png"):
+    energy = saved["energy"]["energy_J"]
+    assert all(v > 0 for v in energy.values())
+    quad_rows = json.loads((tmp_path / "energy" / "energy-qif-quadratic.json").read_text())
+    assert "quadratic" in json.dumps(quad_rows)  # its quadratic operations are counted
+    for png in (
+        "training-curves.png",
+        "digits-dvs-sample.png",
+        "energy/firing_rates.png",
+        "energy/membrane_qif.png",
+    ):
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "qif.h5").exists()
+    lava = saved["lava"]
+    if "error" not in lava:  # the Lava environment exists (make setup builds it)
+        assert lava["samples"] == 6
+        assert lava["modes"]["float"]["agreement"] == 1.0
+        assert lava["modes"]["fixed"]["fixed_matches_reference"] is True
 
 
 def test_cli_help_and_errors(capsys):

@@ -74,7 +74,7 @@ def test_config_round_trips_through_json():
         ("optimizer", "rmsprop", "('sgd', 'adam')"),
         ("dataset", "mnist", "'n-caltech101'"),
         ("neuron", "izhikevich", "('qif', 'lif')"),
-        ("schedule", "step", "('cosine', 'none')"),
+        ("schedule", "step", "('cosine', 'multistep', 'none')"),
         ("amp", "fp16", "(None, 'bf16')"),
     ],
 )

@@ -8,29 +8,30 @@ neuron-module options) reach every layer:
 * ``neuron``: ``"qif"`` (:class:`~qifsim.neurons.QIF`) or ``"lif"``
   (:class:`~qifsim.neurons.LIF`), with the paper's parameters by default
   (QIF ``a=0.25, u_rest=0, u_c=0.5, u_th=0.5``; LIF ``beta=0.25, u_th=0.5``);
-* ``synapse``: ``"linear"`` only for now. Conv layers are created in
-  :meth:`LayerFactory.conv`, which is where quadratic (dendritic) synapses will
-  plug in;
+* ``synapse``: ``"linear"`` or ``"quadratic"``. The factory always creates plain
+  synapses; with ``"quadratic"``, :func:`apply_quadratic_synapses` (called by
+  ``build_model``) then swaps the chosen ones, by qualified name, for spiking quadratic
+  versions (placement needs the finished model's names);
 * tdBN layers take ``u_th`` from the neuron parameters.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..layers import MergeTime, TDBatchNorm1d, TDBatchNorm2d
+from ..layers import MergeTime, QuadraticConv2d, QuadraticLinear, TDBatchNorm1d, TDBatchNorm2d
 from ..neurons import LIF, QIF, LIFParameters, QIFParameters
 
 #: Neuron types a model can be built with.
 NEURONS: tuple[str, ...] = ("qif", "lif")
 
 #: Synapse types a model can be built with.
-SYNAPSES: tuple[str, ...] = ("linear",)
+SYNAPSES: tuple[str, ...] = ("linear", "quadratic")
 
 NeuronParameters = QIFParameters | LIFParameters
 
@@ -44,12 +45,9 @@ def check_neuron(neuron: str) -> str:
 
 
 def check_synapse(synapse: str) -> str:
-    """Return ``synapse``, or raise ``ValueError`` (only ``"linear"`` exists for now)."""
+    """Return ``synapse``, or raise ``ValueError`` listing :data:`SYNAPSES`."""
     if synapse not in SYNAPSES:
-        raise ValueError(
-            f"unknown synapse {synapse!r}: only 'linear' synapses are available; "
-            "quadratic synapses arrive with the dendritic-integration work"
-        )
+        raise ValueError(f"unknown synapse {synapse!r}; choose one of {SYNAPSES}")
     return synapse
 
 
@@ -75,7 +73,8 @@ class LayerFactory:
         params: :class:`~qifsim.neurons.QIFParameters` /
             :class:`~qifsim.neurons.LIFParameters` matching ``neuron``;
             ``None``: the paper's defaults.
-        synapse: ``"linear"`` (the only type for now).
+        synapse: ``"linear"`` or ``"quadratic"`` (the layers it creates are plain either way;
+            see :func:`apply_quadratic_synapses`).
         neuron_kwargs: extra keyword arguments of every neuron module
             (``impl``, ``backend``, ``detach_reset``, ``learnable``, ...).
 
@@ -144,3 +143,179 @@ class LayerFactory:
     def tdbn1d(self, features: int, eta: float = 1.0) -> TDBatchNorm1d:
         """tdBN on ``[T, B, F]`` with this factory's ``u_th``."""
         return TDBatchNorm1d(features, u_th=self.u_th, eta=eta)
+
+
+# -- quadratic (dendritic) synapses ----------------------------------------------------------
+
+#: Default quadratic placement per spiking model (``quadratic_layers="auto"``), following the
+#: Dit paper's logic of one quadratic layer in the middle of the network, fed by binary spikes:
+#: the second layer of the first block of stage 2 (resnet19, as the paper's ResNets), the
+#: second conv of the second stage where the first follows average pooling (vggsnn, vgg11),
+#: the second conv stage (dvsgesturenet, after max pooling; digits-net). In lenet5 every
+#: hidden synapse follows average pooling (non-binary), so its readout takes the term.
+QUADRATIC_AUTO_LAYERS: dict[str, tuple[str, ...]] = {
+    "digits-net": ("features.conv2.conv",),
+    "lenet5": ("readout.fc",),
+    "vggsnn": ("features.conv4.conv",),
+    "vgg11": ("features.conv4.conv",),
+    "dvsgesturenet": ("features.conv2.conv",),
+    "resnet19": ("features.layer2.0.conv2",),
+}
+
+_NON_BINARY = (
+    nn.AvgPool1d,
+    nn.AvgPool2d,
+    nn.AdaptiveAvgPool1d,
+    nn.AdaptiveAvgPool2d,
+    nn.LayerNorm,
+    nn.GroupNorm,
+    nn.modules.batchnorm._BatchNorm,
+    TDBatchNorm1d,
+    TDBatchNorm2d,
+)
+
+
+def synapse_names(model: nn.Module) -> list[str]:
+    """Qualified names of the plain synapses: ``MergeTime(Conv2d)`` wrappers and ``Linear``s."""
+    names = []
+    for name, module in model.named_modules():
+        if isinstance(module, MergeTime) and type(module.module) is nn.Conv2d:
+            names.append(name)
+        elif type(module) is nn.Linear:
+            names.append(name)
+    return names
+
+
+_PASS_THROUGH = (nn.Dropout, nn.Flatten, nn.Identity, nn.MaxPool1d, nn.MaxPool2d)
+_PASS_THROUGH_NAMES = ("TimeFlatten", "TimeSharedDropout")  # qifsim.models.blocks
+
+
+def _leaf_name(model: nn.Module, name: str) -> str:
+    """The last module data passes through inside ``name`` (MergeTime unwrapped)."""
+    while True:
+        module = model.get_submodule(name)
+        if isinstance(module, MergeTime):
+            name = f"{name}.module"
+            continue
+        keys = [k for k, _ in module.named_children()]
+        if not keys or isinstance(module, _NON_BINARY):
+            return name
+        name = f"{name}.{keys[-1]}" if name else keys[-1]
+
+
+def _predecessor(model: nn.Module, name: str) -> nn.Module | None:
+    """The module feeding ``name``, skipping dropout/flatten/max pooling (``None``: the input).
+
+    Relies on children being registered in data-flow order, as in qifsim's models.
+    """
+    while True:
+        parts = name.split(".")
+        found = None
+        for depth in range(len(parts) - 1, -1, -1):
+            parent = model.get_submodule(".".join(parts[:depth]))
+            keys = [k for k, _ in parent.named_children()]
+            idx = keys.index(parts[depth])
+            if idx > 0:
+                found = _leaf_name(model, ".".join([*parts[:depth], keys[idx - 1]]))
+                break
+        if found is None:
+            return None
+        module = model.get_submodule(found)
+        if not (isinstance(module, _PASS_THROUGH) or type(module).__name__ in _PASS_THROUGH_NAMES):
+            return module
+        name = found
+
+
+def _binary_input_problem(model: nn.Module, name: str, first: str) -> str | None:
+    if name == first:
+        return "it is the first synapse: it sees the encoded input, not spikes"
+    pred = _predecessor(model, name)
+    if pred is None:
+        return "nothing spiking precedes it"
+    if isinstance(pred, (nn.LayerNorm, nn.GroupNorm)):
+        return (
+            f"a {type(pred).__name__} precedes it: a LayerNorm in front of a spiking quadratic "
+            "synapse is forbidden (it makes the binary inputs graded)"
+        )
+    if isinstance(pred, _NON_BINARY):
+        return f"a {type(pred).__name__} precedes it, so its inputs are not binary spikes"
+    return None
+
+
+def resolve_quadratic_layers(
+    model: nn.Module, model_name: str, layers: str | Sequence[str] | None
+) -> tuple[str, ...]:
+    """The synapse names ``layers`` selects (``None``/``"auto"``: :data:`QUADRATIC_AUTO_LAYERS`).
+
+    Names are those of :func:`synapse_names`; a ``Conv2d`` inside a ``MergeTime`` may be named
+    with its ``.module`` suffix. Raises ``ValueError`` for unknown names, duplicates, layers
+    whose inputs are not binary spikes (first synapse, after average pooling or a norm) or a
+    model without a default placement.
+    """
+    candidates = synapse_names(model)
+    if layers is None or layers == "auto":
+        if model_name not in QUADRATIC_AUTO_LAYERS:
+            raise ValueError(
+                f"model {model_name!r} has no default quadratic placement; pass "
+                f"quadratic_layers=[...] from {candidates}"
+            )
+        chosen = list(QUADRATIC_AUTO_LAYERS[model_name])
+    elif isinstance(layers, str):
+        raise ValueError(
+            f"quadratic_layers must be 'auto', None or a list of layer names, got {layers!r}"
+        )
+    else:
+        chosen = [n[: -len(".module")] if n.endswith(".module") else n for n in layers]
+    if not chosen:
+        raise ValueError("quadratic_layers is empty; name at least one synapse or use 'auto'")
+    if len(set(chosen)) != len(chosen):
+        raise ValueError(f"quadratic_layers names a layer twice: {chosen}")
+    allowed = [n for n in candidates if _binary_input_problem(model, n, candidates[0]) is None]
+    for n in chosen:
+        if n not in candidates:
+            raise ValueError(
+                f"{n!r} is not a synapse of {model_name}; choose from {allowed} (layers fed by "
+                "binary spikes)"
+            )
+        problem = _binary_input_problem(model, n, candidates[0])
+        if problem is not None:
+            raise ValueError(
+                f"spiking quadratic synapses need binary spike inputs, but for {n!r} {problem}; "
+                f"choose from {allowed}"
+            )
+    return tuple(chosen)
+
+
+def apply_quadratic_synapses(model: nn.Module, names: Sequence[str]) -> nn.Module:
+    """Swap the named synapses for spiking quadratic versions, in place; returns ``model``.
+
+    ``MergeTime(Conv2d)`` -> ``MergeTime(QuadraticConv2d(..., spiking=True))`` and ``Linear``
+    -> ``QuadraticLinear(..., spiking=True)``, keeping the linear weights (and bias, if any)
+    and adding a zero-initialised quadratic term with zero diagonal (``s^2 = s``). The model
+    records the names in ``model.quadratic_layers``. Validate names first with
+    :func:`resolve_quadratic_layers`.
+    """
+    for name in names:
+        parent_name, _, attr = name.rpartition(".")
+        parent = model.get_submodule(parent_name)
+        old = getattr(parent, attr)
+        if isinstance(old, MergeTime):
+            conv = old.module
+            if conv.groups != 1 or conv.padding_mode != "zeros" or isinstance(conv.padding, str):
+                raise ValueError(f"{name}: only zero-padded, ungrouped convs can turn quadratic")
+            quad = QuadraticConv2d(
+                conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
+                conv.padding, conv.dilation, bias=conv.bias is not None, spiking=True,
+            )  # fmt: skip
+            quad.conv.load_state_dict(conv.state_dict())
+            old.module = quad.to(conv.weight.device, conv.weight.dtype)
+        elif isinstance(old, nn.Linear):
+            quad = QuadraticLinear(
+                old.in_features, old.out_features, bias=old.bias is not None, spiking=True
+            )
+            quad.linear.load_state_dict(old.state_dict())
+            setattr(parent, attr, quad.to(old.weight.device, old.weight.dtype))
+        else:
+            raise ValueError(f"{name} is a {type(old).__name__}, not a Conv2d/Linear synapse")
+    model.quadratic_layers = tuple(names)
+    return model

@@ -7,13 +7,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from .base import SpikingModel
+from .dit_resnet import CIFAR_RESNETS
 from .dvsgesture import DVSGestureNet
-from .factory import LayerFactory, NeuronParameters, check_neuron, check_synapse
+from .factory import (
+    LayerFactory,
+    NeuronParameters,
+    apply_quadratic_synapses,
+    check_neuron,
+    check_synapse,
+    resolve_quadratic_layers,
+)
 from .lenet import LeNet5
 from .resnet import ResNet19
 from .small import DigitsNet
@@ -69,12 +77,18 @@ PAPER_SETUPS: dict[str, ModelSetup] = {
     "digits-net": ModelSetup("digits-dvs", 2, 10, (34, 34), 10),
 }
 
+# Dendritic-integration paper: CIFAR ResNet-20/32/56/110 and Dit-ResNets (ANN, T=1); built by
+# name like the spiking models but listed apart from them (MODEL_NAMES: the spiking models).
+ANN_MODEL_NAMES: tuple[str, ...] = tuple(CIFAR_RESNETS)
+_CLASSES.update(CIFAR_RESNETS)
+PAPER_SETUPS.update({name: ModelSetup("CIFAR-10", 3, 10, (32, 32), 1) for name in CIFAR_RESNETS})
+
 
 def check_model_name(name: str) -> str:
     """Return ``name`` lower-cased, or raise ``ValueError`` listing :data:`MODEL_NAMES`."""
     key = name.lower() if isinstance(name, str) else name
     if key not in _CLASSES:
-        raise ValueError(f"unknown model {name!r}; choose one of {MODEL_NAMES}")
+        raise ValueError(f"unknown model {name!r}; choose one of {tuple(_CLASSES)}")
     return key
 
 
@@ -92,6 +106,7 @@ def build_model(
     synapse: str = "linear",
     dropout: float = 0.0,
     input_size: tuple[int, int] | None = None,
+    quadratic_layers: str | Sequence[str] | None = None,
     **kwargs: Any,
 ) -> SpikingModel:
     """Build a spiking model by name.
@@ -105,11 +120,16 @@ def build_model(
             :class:`~qifsim.neurons.LIFParameters`; ``None``: the paper's
             defaults (QIF ``a=0.25, u_rest=0, u_c=0.5, u_th=0.5``; LIF
             ``beta=0.25, u_th=0.5``). tdBN layers use its ``u_th``.
-        synapse: ``"linear"`` (quadratic synapses are not available yet).
+        synapse: ``"linear"``, or ``"quadratic"``: the synapses named by ``quadratic_layers``
+            become spiking quadratic ones (:func:`~qifsim.models.factory.apply_quadratic_synapses`:
+            zero diagonal, no norm, quadratic term zero-initialised).
         dropout: time-shared dropout probability before the classifier's FC layers.
         input_size: ``(H, W)``; ``None``: the model's default (resnet19 32x32,
             vggsnn 48x48, vgg11 48x48, dvsgesturenet 128x128, lenet5 28x28,
             digits-net 34x34).
+        quadratic_layers: with ``synapse="quadratic"``: ``None``/``"auto"`` (the model's
+            default placement, :data:`~qifsim.models.factory.QUADRATIC_AUTO_LAYERS`) or a list
+            of synapse names (e.g. ``["features.conv2.conv"]``) fed by binary spikes.
         **kwargs: ``neuron_kwargs`` (dict of neuron-module options such as
             ``impl``, ``backend``, ``detach_reset``) and model options
             (``voting``, ``channels``, ``hidden`` for dvsgesturenet; ``variant``
@@ -131,8 +151,10 @@ def build_model(
         synapse=synapse,
         neuron_kwargs=kwargs.pop("neuron_kwargs", None) or {},
     )
+    if synapse != "quadratic" and quadratic_layers is not None:
+        raise ValueError("quadratic_layers needs synapse='quadratic'")
     size = default_input_size(key) if input_size is None else tuple(input_size)
-    return _CLASSES[key](
+    model = _CLASSES[key](
         factory,
         num_classes=num_classes,
         in_channels=in_channels,
@@ -140,6 +162,10 @@ def build_model(
         dropout=dropout,
         **kwargs,
     )
+    if synapse == "quadratic":
+        names = resolve_quadratic_layers(model, key, quadratic_layers)
+        apply_quadratic_synapses(model, names)
+    return model
 
 
 def count_parameters(model: SpikingModel) -> int:

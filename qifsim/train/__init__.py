@@ -21,7 +21,7 @@ from .checkpoint import (
 from .config import DATASETS, ConfigError, TrainConfig
 from .data import DataInfo, build_dataset, build_datasets
 from .distributed import DistContext
-from .evaluation import evaluate, evaluate_checkpoint
+from .evaluation import TrainedModel, evaluate, evaluate_checkpoint, load_trained
 from .factory import build_model_from_config
 from .loaders import Loaders, build_loaders, to_time_first
 from .loop import TrainingDiverged, fit
@@ -46,6 +46,8 @@ __all__ = [
     "build_model_from_config",
     "evaluate",
     "evaluate_checkpoint",
+    "load_trained",
+    "TrainedModel",
     "fit",
     "load_checkpoint",
     "load_model_state",

@@ -27,7 +27,7 @@ DATASETS = (
     "fashion-mnist",
 )
 OPTIMIZERS = ("sgd", "adam")
-SCHEDULES = ("cosine", "none")
+SCHEDULES = ("cosine", "multistep", "none")
 AMP_MODES = (None, "bf16")
 
 #: Neuron parameter names accepted in ``neuron_params`` (the parameter dataclasses' fields).
@@ -71,7 +71,13 @@ class TrainConfig:
         betas: Adam's ``(beta1, beta2)``.
         weight_decay: L2 weight decay (the optimiser's ``weight_decay``).
         schedule: ``"cosine"`` (cosine decay from ``lr`` to 0 over all training
-            steps, updated after every optimiser step) or ``"none"`` (constant).
+            steps, updated after every optimiser step), ``"multistep"`` (``lr``
+            divided by 10 at each epoch of ``milestones``) or ``"none"`` (constant).
+        milestones: epochs (0-based counts of completed epochs) at which the
+            ``"multistep"`` schedule divides the rate by 10, increasing.
+        quad_lr_scale: learning-rate factor of the quadratic synapses' parameters
+            (``A`` and the LayerNorm before it; 10 in the dendritic-integration
+            paper), see :func:`qifsim.quadratic.quadratic_param_groups`.
         dropout: dropout probability inside the model.
         grad_clip: clip the global gradient norm to this value; ``None``: no clipping.
         amp: ``None`` (float32) or ``"bf16"`` (bfloat16 autocast, CPU and CUDA).
@@ -82,6 +88,8 @@ class TrainConfig:
         input_size: ``(H, W)`` to resize inputs to; ``None``: the dataset's default.
         detach_reset: stop gradients through the neurons' reset.
         synapse: synapse type passed to the model (``"linear"`` or ``"quadratic"``).
+        quadratic_layers: with ``synapse="quadratic"``: ``"auto"``/``None`` (the model's
+            default placement) or a list of synapse names (``build_model``'s argument).
         frame_cache: cache the framed event datasets in HDF5 (the
             :mod:`qifsim.events.cache`; not used by digits-dvs and static images).
         deterministic: ask torch for deterministic algorithms (warn-only where an
@@ -105,6 +113,8 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 0.0
     schedule: str = "cosine"
+    milestones: tuple[int, ...] = ()
+    quad_lr_scale: float = 10.0
     dropout: float = 0.0
     grad_clip: float | None = None
     amp: str | None = None
@@ -114,6 +124,7 @@ class TrainConfig:
     input_size: tuple[int, int] | None = None
     detach_reset: bool = False
     synapse: str = "linear"
+    quadratic_layers: str | tuple[str, ...] | None = None
     frame_cache: bool = True
     deterministic: bool = True
 
@@ -130,15 +141,19 @@ class TrainConfig:
         setter = object.__setattr__
         if isinstance(self.betas, list):
             setter(self, "betas", tuple(self.betas))
+        if isinstance(self.milestones, list):
+            setter(self, "milestones", tuple(self.milestones))
         if isinstance(self.input_size, list):
             setter(self, "input_size", tuple(self.input_size))
+        if isinstance(self.quadratic_layers, list):
+            setter(self, "quadratic_layers", tuple(self.quadratic_layers))
         if isinstance(self.input_size, int) and not isinstance(self.input_size, bool):
             setter(self, "input_size", (self.input_size, self.input_size))
         if isinstance(self.neuron_params, Mapping):
             setter(self, "neuron_params", dict(self.neuron_params))
         if self.data_root is not None and not isinstance(self.data_root, str):
             setter(self, "data_root", str(self.data_root))
-        for name in ("lr", "momentum", "weight_decay", "dropout", "grad_clip"):
+        for name in ("lr", "momentum", "weight_decay", "dropout", "grad_clip", "quad_lr_scale"):
             value = getattr(self, name)
             if isinstance(value, int) and not isinstance(value, bool):
                 setter(self, name, float(value))
@@ -237,6 +252,20 @@ def _neuron_param_problems(neuron: str, params: Any) -> list[str]:
     return []
 
 
+def _milestone_problems(c: TrainConfig) -> list[str]:
+    """Problems with ``milestones`` (increasing epochs in [1, epochs); needed by multistep)."""
+    m = c.milestones
+    if not isinstance(m, tuple) or not all(_is_int(v) and v >= 1 for v in m):
+        return [f"milestones must be a list of epochs >= 1, got {m!r}"]
+    if any(a >= b for a, b in zip(m, m[1:], strict=False)):
+        return [f"milestones must be increasing, got {list(m)}"]
+    if c.schedule == "multistep" and not m:
+        return ["schedule 'multistep' needs milestones (epochs at which lr is divided by 10)"]
+    if _is_int(c.epochs) and m and m[-1] >= c.epochs:
+        return [f"milestones must be < epochs ({c.epochs}), got {list(m)}"]
+    return []
+
+
 def _problems(c: TrainConfig) -> list[str]:
     """Every problem with ``c`` (empty when valid)."""
     p: list[str] = []
@@ -265,6 +294,10 @@ def _problems(c: TrainConfig) -> list[str]:
         p.append(f"betas must be two numbers in [0, 1), got {c.betas!r}")
     _number(p, "weight_decay", c.weight_decay, 0.0)
     _choice(p, "schedule", c.schedule, SCHEDULES)
+    p += _milestone_problems(c)
+    _number(p, "quad_lr_scale", c.quad_lr_scale, 0.0)
+    if _is_number(c.quad_lr_scale) and c.quad_lr_scale == 0:
+        p.append("quad_lr_scale must be > 0, got 0")
     _number(p, "dropout", c.dropout, 0.0, 1.0)
     if c.grad_clip is not None and (not _is_number(c.grad_clip) or c.grad_clip <= 0):
         p.append(f"grad_clip must be a number > 0 or None, got {c.grad_clip!r}")
@@ -282,6 +315,14 @@ def _problems(c: TrainConfig) -> list[str]:
         p.append("data_root must be a folder path or None, got ''")
     if not isinstance(c.synapse, str) or not c.synapse:
         p.append(f"synapse must be a synapse name such as 'linear', got {c.synapse!r}")
+    q = c.quadratic_layers
+    if q is not None and not (
+        q == "auto"
+        or (isinstance(q, tuple) and q and all(isinstance(n, str) and n for n in q))
+    ):
+        p.append(f"quadratic_layers must be 'auto', null or a list of layer names, got {q!r}")
+    elif q is not None and c.synapse != "quadratic":
+        p.append(f"quadratic_layers needs synapse 'quadratic', got synapse {c.synapse!r}")
     for name in ("detach_reset", "frame_cache", "deterministic"):
         if not isinstance(getattr(c, name), bool):
             p.append(f"{name} must be true or false, got {getattr(c, name)!r}")

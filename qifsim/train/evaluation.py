@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -110,6 +111,89 @@ def evaluate(
     }
 
 
+@dataclass
+class TrainedModel:
+    """A model rebuilt from a training checkpoint (see :func:`load_trained`).
+
+    Attributes:
+        model: the network with the checkpoint's weights, in eval mode on ``device``.
+        config: its :class:`~qifsim.train.config.TrainConfig` (with the requested changes).
+        info: the dataset info (``static``, classes, input shape).
+        test: the test split as a torch Dataset (the first ``samples`` items when asked).
+        epoch: completed training epochs.
+        path: the checkpoint file.
+    """
+
+    model: nn.Module
+    config: Any
+    info: Any
+    test: Any
+    epoch: int
+    path: str
+
+    def frames(self, n: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first ``n`` test items as ``(x [T, N, C, H, W], labels [N])``."""
+        from .loaders import stack_time_first
+
+        return stack_time_first(self.test, self.config.T, self.info.static, n)
+
+    def loader(self, batch_size: int | None = None) -> DataLoader:
+        """A sequential loader over :attr:`test` (batch: the config's by default)."""
+        device = next(self.model.parameters()).device
+        return DataLoader(
+            self.test,
+            batch_size=batch_size or self.config.batch_size,
+            shuffle=False,
+            num_workers=self.config.num_workers,
+            pin_memory=device.type == "cuda",
+        )
+
+
+def load_trained(
+    path: str | os.PathLike,
+    *,
+    dataset: str | None = None,
+    data_root: str | os.PathLike | None = None,
+    samples: int | None = None,
+    device: str | torch.device | None = "cpu",
+) -> TrainedModel:
+    """Rebuild the model of checkpoint ``path`` (``last.pt``/``best.pt`` of :func:`fit`).
+
+    Args:
+        path: the checkpoint.
+        dataset: use this dataset's test split instead of the trained one (same input shape).
+        data_root: dataset folder, replacing the one in the checkpoint's config.
+        samples: keep only the first ``samples`` test items (``>= 1``).
+        device: where to put the model (``None``: CUDA if available, else CPU).
+    """
+    from torch.utils.data import Subset
+
+    from .checkpoint import load_checkpoint, load_model_state
+    from .config import TrainConfig
+    from .data import build_dataset
+    from .distributed import resolve_device
+    from .factory import build_model_from_config
+
+    if samples is not None and samples < 1:
+        raise ValueError(f"samples must be >= 1, got {samples}")
+    checkpoint = load_checkpoint(path)
+    config = TrainConfig.from_dict(checkpoint["config"])
+    changes: dict[str, Any] = {}
+    if dataset is not None:
+        changes["dataset"] = dataset
+    if data_root is not None:
+        changes["data_root"] = str(data_root)
+    if changes:
+        config = config.replace(**changes)
+    test, info = build_dataset(config, "test")
+    if samples is not None:
+        test = Subset(test, range(min(samples, len(test))))
+    model = build_model_from_config(config, info)
+    load_model_state(model, checkpoint["model"])
+    model.to(resolve_device(device)).eval()
+    return TrainedModel(model, config, info, test, int(checkpoint["epoch"]), str(path))
+
+
 def evaluate_checkpoint(
     path: str | os.PathLike,
     data_root: str | os.PathLike | None = None,
@@ -131,30 +215,17 @@ def evaluate_checkpoint(
         ``test_acc``, ``spike_rates``, ``mean_spike_rate``, ``n_samples``), plus
         ``epoch`` (completed training epochs) and ``checkpoint`` (the path).
     """
-    from .checkpoint import load_checkpoint, load_model_state
-    from .config import TrainConfig
-    from .data import build_dataset
-    from .distributed import resolve_device
-    from .factory import build_model_from_config
-
-    checkpoint = load_checkpoint(path)
-    config = TrainConfig.from_dict(checkpoint["config"])
-    if data_root is not None:
-        config = config.replace(data_root=str(data_root))
-    dev = resolve_device(device)
-    dataset, info = build_dataset(config, "test")
-    model = build_model_from_config(config, info)
-    load_model_state(model, checkpoint["model"])
-    model.to(dev)
-    loader = DataLoader(
-        dataset,
-        batch_size=batch_size or config.batch_size,
-        shuffle=False,
-        num_workers=config.num_workers,
-        pin_memory=dev.type == "cuda",
-    )
+    trained = load_trained(path, data_root=data_root, device=device)
+    config = trained.config
+    dev = next(trained.model.parameters()).device
     result = evaluate(
-        model, loader, T=config.T, static=info.static, device=dev, amp=config.amp, progress=progress
+        trained.model,
+        trained.loader(batch_size),
+        T=config.T,
+        static=trained.info.static,
+        device=dev,
+        amp=config.amp,
+        progress=progress,
     )
     return {
         "test_loss": result["loss"],
@@ -162,6 +233,6 @@ def evaluate_checkpoint(
         "spike_rates": result["spike_rates"],
         "mean_spike_rate": result["mean_spike_rate"],
         "n_samples": result["n_samples"],
-        "epoch": int(checkpoint["epoch"]),
+        "epoch": trained.epoch,
         "checkpoint": str(path),
     }

@@ -3,7 +3,8 @@
 ``config.model`` is a :func:`qifsim.models.build_model` name, or
 ``"package.module:function"`` for a custom factory that takes the same
 keyword arguments (``neuron``, ``num_classes``, ``in_channels``,
-``neuron_params``, ``synapse``, ``dropout``, ``input_size``) and returns a
+``neuron_params``, ``synapse``, ``dropout``, ``input_size``; ``quadratic_layers`` only
+when the config sets it) and returns a
 module mapping ``[T, B, C, H, W]`` to logits ``[B, num_classes]``.
 
 The config's ``neuron_params`` dict becomes a
@@ -59,6 +60,7 @@ def build_model_from_config(config: TrainConfig, info: DataInfo) -> nn.Module:
     """
     from ..energy.monitor import spiking_layers
 
+    extra = {} if config.quadratic_layers is None else {"quadratic_layers": config.quadratic_layers}
     model = resolve_factory(config.model)(
         neuron=config.neuron,
         num_classes=info.num_classes,
@@ -67,6 +69,7 @@ def build_model_from_config(config: TrainConfig, info: DataInfo) -> nn.Module:
         synapse=config.synapse,
         dropout=config.dropout,
         input_size=tuple(info.input_size),
+        **extra,
     )
     for neuron in spiking_layers(model).values():
         neuron.detach_reset = config.detach_reset

@@ -132,6 +132,21 @@ def build_loaders(
     return Loaders(train, test, info, generator)
 
 
+def stack_time_first(
+    dataset, T: int, static: bool, n: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``n`` items of ``dataset`` (all by default) as one time-first batch.
+
+    Returns ``(x [T, N, C, H, W] float32, labels [N] int64)``, the layout the models take.
+    """
+    count = len(dataset) if n is None else min(int(n), len(dataset))
+    if count < 1:
+        raise ValueError(f"no samples to stack (dataset of {len(dataset)} items, n={n})")
+    xs, ys = zip(*(dataset[i] for i in range(count)), strict=True)
+    x = torch.stack([torch.as_tensor(v) for v in xs]).float()
+    return to_time_first(x, T, static), torch.as_tensor(ys, dtype=torch.int64)
+
+
 def to_time_first(x: torch.Tensor, T: int, static: bool) -> torch.Tensor:
     """A batch as the models take it: ``[T, B, C, H, W]``.
 

@@ -240,7 +240,9 @@ def fit(
             _prepare_out_dir(out, resume, overwrite, ctx)
             checkpoint = load_checkpoint(out / LAST) if resume and (out / LAST).exists() else None
             if checkpoint is not None:
-                check_resumable(checkpoint["config"], config.to_dict())
+                # from_dict fills fields added since the checkpoint with their defaults
+                saved = TrainConfig.from_dict(checkpoint["config"]).to_dict()
+                check_resumable(saved, config.to_dict())
             if ctx.is_main:
                 write_json_atomic(out / CONFIG_FILE, config.to_dict())
             log = MetricsLog(out, enabled=ctx.is_main, tensorboard=tensorboard)
@@ -273,7 +275,7 @@ def _run(
     if ctx.distributed:  # weights are equal everywhere; dropout should differ per process
         seed_everything(config.seed + 7919 * ctx.rank)
     model.to(ctx.device)
-    optimizer = make_optimizer(config, model.parameters())
+    optimizer = make_optimizer(config, model)
     scheduler = make_scheduler(config, optimizer, len(loaders.train))
     history: list[dict[str, Any]] = []
     best: dict[str, Any] = {"test_acc": None, "epoch": None}

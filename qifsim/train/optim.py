@@ -4,10 +4,15 @@
   ``"adam"``: :class:`torch.optim.Adam` with ``betas``. Both apply
   ``weight_decay`` as L2 regularisation to every trainable parameter
   (batch-norm and neuron parameters included), as the paper's recipes do.
+  Given the model, parameters of quadratic synapses (``A`` and the LayerNorm
+  before it) form a second group at ``lr * quad_lr_scale``
+  (:func:`qifsim.quadratic.quadratic_param_groups`).
 * ``"cosine"``: the learning rate follows ``lr * (1 + cos(pi * k / K)) / 2``
   where ``k`` counts optimiser steps taken and ``K = epochs * steps_per_epoch``;
   it is updated after every step (per-step cosine), so step ``k`` (0-based) uses
   the factor of ``k`` and the rate reaches 0 after the last step.
+  ``"multistep"``: ``lr`` divided by 10 at each epoch of ``milestones`` (the
+  factor of step ``k`` is ``0.1 ** #{m in milestones : m <= k // steps_per_epoch}``).
   ``"none"``: constant ``lr``.
 """
 
@@ -23,10 +28,21 @@ from .config import TrainConfig
 
 
 def make_optimizer(
-    config: TrainConfig, params: Iterable[torch.nn.Parameter]
+    config: TrainConfig, params: Iterable[torch.nn.Parameter] | torch.nn.Module
 ) -> torch.optim.Optimizer:
-    """The optimiser ``config.optimizer`` over ``params`` (trainable parameters only)."""
-    trainable = [p for p in params if p.requires_grad]
+    """The optimiser ``config.optimizer`` over ``params`` (trainable parameters only).
+
+    ``params`` may be the model itself: then quadratic-synapse parameters get
+    their own group at ``config.lr * config.quad_lr_scale`` (group 0 is the base one).
+    """
+    if isinstance(params, torch.nn.Module):
+        from ..quadratic.params import quadratic_param_groups
+
+        trainable = quadratic_param_groups(
+            params, config.lr, config.quad_lr_scale, weight_decay=config.weight_decay
+        )
+    else:
+        trainable = [p for p in params if p.requires_grad]
     if not trainable:
         raise ValueError("the model has no trainable parameters")
     if config.optimizer == "sgd":
@@ -52,6 +68,20 @@ class CosineToZero:
         return 0.5 * (1.0 + math.cos(math.pi * min(step, self.total_steps) / self.total_steps))
 
 
+class MultiStep:
+    """Picklable LR factor ``0.1 ** #{m in milestones : m <= step // steps_per_epoch}``."""
+
+    def __init__(self, milestones: Iterable[int], steps_per_epoch: int) -> None:
+        if steps_per_epoch < 1:
+            raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
+        self.milestones = tuple(int(m) for m in milestones)
+        self.steps_per_epoch = int(steps_per_epoch)
+
+    def __call__(self, step: int) -> float:
+        epoch = step // self.steps_per_epoch
+        return 0.1 ** sum(1 for m in self.milestones if m <= epoch)
+
+
 def constant(step: int) -> float:
     """LR factor 1 at every step."""
     return 1.0
@@ -63,4 +93,6 @@ def make_scheduler(
     """The per-step schedule ``config.schedule`` (call ``step()`` after every optimiser step)."""
     if config.schedule == "cosine":
         return LambdaLR(optimizer, CosineToZero(config.epochs * steps_per_epoch))
+    if config.schedule == "multistep":
+        return LambdaLR(optimizer, MultiStep(config.milestones, steps_per_epoch))
     return LambdaLR(optimizer, constant)
