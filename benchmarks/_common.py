@@ -120,6 +120,9 @@ def run_interleaved(
 ) -> dict[str, dict[str, Any]]:
     """Time several cases round-robin (so drift of a noisy machine hits them alike).
 
+    The order rotates by one case every round, so no case always runs first (the
+    first call of a round pays for waking threads and the allocator more often).
+
     Each case is a callable doing one untimed preparation plus one timed
     iteration and returning its phase durations in seconds (a
     :class:`PhaseClock` ``done()`` dict, ``"total"`` included). ``warmup``
@@ -137,8 +140,9 @@ def run_interleaved(
     rounds = [(False, i) for i in range(warmup)] + [(True, i) for i in range(repeats)]
     bar = _progress(total=len(rounds) * len(names), desc=desc, enabled=progress)
     try:
-        for timed, _ in rounds:
-            for name in names:
+        for k, (timed, _) in enumerate(rounds):
+            shift = k % len(names)
+            for name in names[shift:] + names[:shift]:
                 if bar is not None:
                     bar.set_postfix_str(f"{'run' if timed else 'warm-up'} {name}", refresh=False)
                 before = cpu.snapshot()

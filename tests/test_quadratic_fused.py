@@ -217,6 +217,7 @@ def test_benchmark_quick(tmp_path):
         "fused_time_over_einsum",
         "fused_peak_over_outer_peak",
         "lowrank_r8_time_over_full_rank",
+        "lowrank_r8_time_over_full_rank_einsum",
     }
     spikes = result["spikes"]
     assert 0 < spikes["firing_rate_measured"] < 0.3
