@@ -63,7 +63,7 @@ bench: setup
 	$(PY) benchmarks/energy.py
 	$(PY) benchmarks/quadratic.py
 	$(PY) benchmarks/quadratic_theory.py
-	$(PY) benchmarks/lava.py
+	$(PY) benchmarks/lava.py $$(test -f qifsim-demo/qif/last.pt && echo --checkpoint qifsim-demo/qif/last.pt)
 
 lint: setup
 	$(VENV)/bin/ruff check qifsim hardware tests benchmarks

@@ -88,6 +88,12 @@ class ExportReport:
                     f"{row['index']:>2} {row['kind']:7} {row['role']:8} {row['neuron']:6} "
                     f"{shape:>14}"
                 )
+        if any(row.get("saturation_possible") for row in self.layers):
+            lines.append(
+                "24-bit: 'sat?' = the worst case (every input at its maximum at once) could "
+                "exceed the 24-bit state; the largest |V| actually reached is what "
+                "`qifsim export --check N` measures"
+            )
         return "\n".join(lines)
 
 
