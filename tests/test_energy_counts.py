@@ -322,3 +322,27 @@ def test_real_quadratic_layers_counted_against_their_own_geometry():
     assert c2.rows["0.linear"].event_acs == int(xs.sum().item()) * 3
     with pytest.raises(UnsupportedLayerError, match="PixelQuadratic"):
         OpCounter(nn.Sequential(MergeTime(quadratic.QuadraticConv2d(2, 2, 3, mode="pixel"))))
+
+
+def test_non_spiking_quadratic_on_spikes_counts_its_diagonal():
+    """A_mm s_m^2 = A_mm s_m: a non-spiking layer fed by spikes has n(n+1)/2 terms per pixel."""
+    quadratic = pytest.importorskip("qifsim.layers.quadratic")
+    q = quadratic.QuadraticConv2d(4, 3, 3, padding=1, bias=False, spiking=False)
+    g = torch.Generator().manual_seed(7)
+    x = (torch.rand(1, 2, 4, 5, 5, generator=g) < 0.4).float()
+    row = count(nn.Sequential(MergeTime(q)), x).rows["0.module.quadratic"]
+    flat = x.flatten(0, 1)
+    centre = q.centre_pixels(flat)
+    assert row.event_acs == counting.quadratic_event_ops_reference(centre, 3, diagonal=True)
+    n = centre.sum(1)
+    assert row.event_acs == int((n * (n + 1) / 2).sum().item()) * 3
+    fr = flat.sum().item() / flat.numel()
+    diag = 4 * 3 * 25
+    mac = q.quadratic_op_counts((5, 5))["mac"]
+    assert row.acs == pytest.approx((fr * fr * (mac - diag) + fr * diag) * 2, rel=1e-9)
+
+
+def test_average_pooling_without_padded_divisor_is_refused():
+    with pytest.raises(ValueError, match="count_include_pad"):
+        counting.pool_geometry(nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False))
+    counting.pool_geometry(nn.AvgPool2d(2, count_include_pad=False))  # no padding: fine

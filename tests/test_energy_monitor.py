@@ -126,3 +126,10 @@ def test_histogram_helper_and_bad_arguments():
         MembraneHistograms(model, ["features.conv1"])
     with pytest.raises(ValueError, match="lo < hi"):
         MembraneHistograms(model, value_range=(1.0, 0.0))
+
+
+def test_histogram_counts_stay_exact_past_float32_range():
+    """float32 bins stop counting at 2**24; the counts are chunked into int64 totals."""
+    n = 2**24 + 3
+    counts, below, above = histogram_counts(torch.zeros(n), 4, -1.0, 1.0)
+    assert int(counts.sum()) == n and int(counts.max()) == n and below == above == 0

@@ -159,3 +159,38 @@ def test_errors_name_the_problem():
     with pytest.raises(ValueError, match="dimension mismatch"):
         eigen_alignment(torch.zeros(2, 3, 3), torch.zeros(2, 4, 4))
     assert isinstance(quadratic_leaves(ChannelQuadratic(2, 2))[""], ChannelQuadratic)
+
+
+def test_per_class_covariances_follow_time_first_rows():
+    """Rows of MergeTime / [T, B, F] inputs are time-major: labels follow the sample, not T."""
+    from qifsim.layers import ChannelQuadratic, MergeTime, QuadraticLinear
+    from qifsim.quadratic.analysis import input_covariances
+
+    T, B, F = 3, 4, 2
+    y = torch.tensor([0, 1, 0, 1])
+    scale = torch.where(y == 0, 1.0, 10.0)
+    g = torch.Generator().manual_seed(0)
+
+    class Linear(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.q = QuadraticLinear(F, 1)
+
+        def forward(self, x):
+            return self.q(x).mean(0)
+
+    class Conv(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.q = MergeTime(ChannelQuadratic(F, 1))
+
+        def forward(self, x):
+            return self.q(x).mean((0, 2, 3, 4))
+
+    for model, shape in ((Linear(), (T, B, F)), (Conv(), (T, B, F, 3, 5))):
+        expand = scale.view(1, B, *([1] * (len(shape) - 2)))
+        loader = [(torch.randn(*shape, generator=g) * expand, y) for _ in range(150)]
+        (sigma,) = input_covariances(model, loader, per_class=2, prepare=lambda t: t).values()
+        var = sigma.diagonal(dim1=-2, dim2=-1)
+        assert torch.allclose(var[0], torch.ones(F, dtype=var.dtype), rtol=0.15)
+        assert torch.allclose(var[1], torch.full((F,), 100.0, dtype=var.dtype), rtol=0.15)

@@ -169,3 +169,27 @@ def test_apply_rejects_non_synapse():
     model = build_model("digits-net")
     with pytest.raises(ValueError, match="not a Conv2d/Linear"):
         apply_quadratic_synapses(model, ["features.conv2.bn"])
+
+
+@pytest.mark.parametrize(
+    ("name", "layer"), [("resnet19", "classifier.fc1.fc"), ("vgg11", "readout.fc")]
+)
+def test_layers_after_global_average_pooling_are_refused(name, layer):
+    with pytest.raises(ValueError, match="GlobalAvgPool precedes it"):
+        build_model(name, synapse="quadratic", quadratic_layers=[layer])
+
+
+@pytest.mark.parametrize("name", ["digits-net", "dit-resnet20"])
+def test_quadratic_models_run_under_bf16_autocast(name):
+    """Mixed precision (TrainConfig amp="bf16"): the quadratic term computes in bf16."""
+    model = build_model(name, synapse="quadratic") if name == "digits-net" else build_model(name)
+    c, h, w = model.input_shape
+    x = torch.rand(2, 2, c, h, w)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model(x)
+    assert logits.dtype == torch.bfloat16 and torch.isfinite(logits.float()).all()
+    logits.float().sum().backward()
+    from qifsim.quadratic.params import quadratic_modules
+
+    params = {id(p): p for m in quadratic_modules(model).values() for p in m.quadratic_parameters()}
+    assert params and all(p.dtype == torch.float32 and p.grad is not None for p in params.values())

@@ -133,10 +133,16 @@ def pool_geometry(pool: nn.Module) -> dict:
     """Geometry of ``nn.AvgPool2d``/``nn.MaxPool2d`` (kernel, stride, padding, dilation).
 
     Raises:
-        ValueError: ``ceil_mode=True`` (windows past the border) is not supported.
+        ValueError: ``ceil_mode=True`` (windows past the border) or padding with
+            ``count_include_pad=False`` (border windows with other divisors) is not supported.
     """
     if getattr(pool, "ceil_mode", False):
         raise ValueError(f"{type(pool).__name__} with ceil_mode=True is not supported")
+    if not getattr(pool, "count_include_pad", True) and any(_pair(pool.padding)):
+        raise ValueError(
+            f"{type(pool).__name__} with padding and count_include_pad=False is not supported "
+            "(border windows divide by fewer taps)"
+        )
     kernel = _pair(pool.kernel_size)
     stride = _pair(pool.stride if pool.stride is not None else pool.kernel_size)
     return {
@@ -199,24 +205,27 @@ def event_ops(spikes: torch.Tensor, fanout: torch.Tensor, scale: float = 1.0) ->
     return event_ops_from_sums(frame_sums(spikes, spikes.shape[0]), fanout, scale)
 
 
-def quadratic_event_ops(centre: torch.Tensor, out_channels: int) -> int:
-    """Event-driven ACs of a spiking quadratic term: co-active channel pairs per output.
+def quadratic_event_ops(centre: torch.Tensor, out_channels: int, diagonal: bool = False) -> int:
+    """Event-driven ACs of a quadratic term on binary spikes: co-active channel pairs per output.
 
     ``centre``: ``[N, C_in, H_out, W_out]`` binary spikes each output's quadratic term
     reads (:meth:`centre_pixels`). With ``n`` active channels at a position, ``n (n - 1) / 2``
-    distinct pairs (the diagonal is zero in spiking mode: ``s**2 = s``) each add one
-    coefficient ``2 A[i, m, n]`` to every output channel ``i``.
+    distinct pairs each add one coefficient ``2 A[i, m, n]`` to every output channel ``i``;
+    ``diagonal=True`` (a non-spiking layer fed by spikes: ``A_mm s_m^2 = A_mm s_m``) adds the
+    ``n`` diagonal terms, ``n (n + 1) / 2`` in all. Spiking mode has a zero diagonal.
     """
     n = centre.sum(1, dtype=torch.float64)
-    pairs = (n * (n - 1.0) / 2.0).sum().item()
+    pairs = (n * (n + (1.0 if diagonal else -1.0)) / 2.0).sum().item()
     return int(round(pairs)) * int(out_channels)
 
 
-def quadratic_event_ops_reference(centre: torch.Tensor, out_channels: int) -> int:
+def quadratic_event_ops_reference(
+    centre: torch.Tensor, out_channels: int, diagonal: bool = False
+) -> int:
     """:func:`quadratic_event_ops` by enumerating channel pairs (slow; for tests)."""
     c = centre.shape[1]
     total = 0
     for m in range(c):
-        for k in range(m + 1, c):
+        for k in range(m if diagonal else m + 1, c):
             total += int((centre[:, m] * centre[:, k]).sum().item())
     return total * int(out_channels)

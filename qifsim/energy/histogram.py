@@ -53,6 +53,9 @@ class Histogram:
         }
 
 
+_HISTC_EXACT = 2**24  # values per histc call: float32 bin counts stay exact
+
+
 def histogram_counts(
     v: torch.Tensor, bins: int, lo: float, hi: float
 ) -> tuple[torch.Tensor, int, int]:
@@ -65,8 +68,11 @@ def histogram_counts(
         flat = flat.float()
     below = int(torch.count_nonzero(flat < lo).item())
     above = int(torch.count_nonzero(flat > hi).item())
-    counts = torch.histc(flat, bins=bins, min=lo, max=hi)  # ignores values outside
-    return counts.to(torch.int64).cpu(), below, above
+    # histc counts in float32 (exact up to 2**24): chunks of 2**24 values, int64 totals
+    counts = torch.zeros(bins, dtype=torch.int64, device=flat.device)
+    for chunk in flat.split(_HISTC_EXACT):
+        counts += torch.histc(chunk, bins=bins, min=lo, max=hi).to(torch.int64)  # drops outside
+    return counts.cpu(), below, above
 
 
 class MembraneHistograms:

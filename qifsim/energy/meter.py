@@ -392,6 +392,7 @@ class OpCounter:
     def _root_hook(self, module, args, output) -> None:
         self._pooled.clear()
         self._spikes.clear()
+        self._known_pixel = None
 
     def _account_synapse(
         self, row: RowCounts, x: torch.Tensor, frames: int, dense_frame: int, fan_fn

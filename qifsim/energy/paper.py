@@ -76,9 +76,9 @@ def paper_rows(
         report = estimate_energy(model, T=setup.steps, firing_rate=rate, profile=profile,
                                  batch=batch, seed=seed, encoding_macs=encoding_macs)  # fmt: skip
         mac = sum(r.macs for r in report.rows) * report.profile.mac_energy
-        measured = sum(r.in_rate * r.dense_ops for r in report.rows if r.in_rate) / sum(
-            r.dense_ops for r in report.rows if r.in_rate
-        )
+        driven = [r for r in report.rows if r.in_rate is not None]
+        dense = sum(r.dense_ops for r in driven)
+        measured = sum(r.in_rate * r.dense_ops for r in driven) / dense if dense else 0.0
         slope = (report.energy_J - mac) / measured if measured else 0.0
 
         def implied(paper_mJ: float, mac=mac, slope=slope) -> float | None:

@@ -13,7 +13,9 @@ step), ``centre_pixels(x)`` (conv: the input pixel each output's term reads), ``
   an AND (free); each co-active pair of channels at a centre pixel adds one coefficient to
   every output channel. Event ACs = ``sum over positions of n(n-1)/2 * C_out`` (``n``
   active channels); the paper-style estimate is ``fr**2 * mac`` (both spikes of a pair
-  must fire: ``fr**2`` of the dense pair accumulations).
+  must fire: ``fr**2`` of the dense pair accumulations). A non-spiking layer fed by spikes
+  also has its diagonal, ``A_mm s_m**2 = A_mm s_m``: ``n(n+1)/2`` per position, and the
+  estimate counts those ``C_in * C_out`` terms per position at ``fr``.
 * **Binary spikes, low rank** ``A_i = U_i U_i^T - V_i V_i^T`` (rank ``r``): the term is
   ``|U_i^T x|^2 - |V_i^T x|^2`` (minus the diagonal, ``sum_d A_dd s_d``, in spiking mode):
   each active input adds ``2 r`` (+1 for the diagonal) coefficients per output (ACs;
@@ -92,9 +94,13 @@ def quadratic_hook(counter: OpCounter, row: RowCounts, name: str):
         row.in_mass += mass
         rank = getattr(module, "rank", None)
         if rank is None:
-            row.acs += fr * fr * dense["mac"] * frames
+            spiking = bool(getattr(module, "spiking", False))
+            # off-diagonal pairs need both spikes (fr**2); a non-spiking layer's diagonal
+            # terms A_mm s_m**2 = A_mm s_m need one (fr)
+            diagonal = 0 if spiking else c_in * c_out * positions
+            row.acs += (fr * fr * (dense["mac"] - diagonal) + fr * diagonal) * frames
             centre = module.centre_pixels(x) if conv_like else x.reshape(frames, c_in, 1)
-            row.event_acs += counting.quadratic_event_ops(centre, c_out)
+            row.event_acs += counting.quadratic_event_ops(centre, c_out, diagonal=not spiking)
         else:
             # per active input: 2r projection coefficients, plus the diagonal correction
             # (A_dd s_d, one coefficient) in spiking mode; per output: 2r squares (MACs)

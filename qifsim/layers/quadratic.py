@@ -134,14 +134,19 @@ class _QuadraticForm(nn.Module):
     def _features(self, xt: torch.Tensor) -> torch.Tensor:
         """Fused evaluation, feature-major: ``xt: [blocks * size, M] -> [O, M]``."""
         param = self.weight if self.rank is None else self.u
-        if xt.dtype != param.dtype or xt.device != param.device:
+        dtype = param.dtype
+        if torch.is_autocast_enabled(xt.device.type):  # mixed precision: the autocast type
+            dtype = torch.get_autocast_dtype(xt.device.type)
+            xt = xt.to(dtype)
+        if xt.dtype != dtype or xt.device != param.device:
             raise ValueError(
                 f"input is {xt.dtype} on {xt.device} but the quadratic parameters are "
                 f"{param.dtype} on {param.device}; move the module or the input (module.to(...))"
             )
         if self.rank is not None:
-            return lowrank_quadratic_fm(xt, self.u, self.v, self.spiking)
-        return apply_plan(xt, self._pair_coefficients(), self._segments, self.chunk_size)
+            return lowrank_quadratic_fm(xt, self.u.to(dtype), self.v.to(dtype), self.spiking)
+        coefficients = self._pair_coefficients().to(dtype)
+        return apply_plan(xt, coefficients, self._segments, self.chunk_size)
 
     def _form_counts(self, positions: int) -> dict[str, int]:
         """Dense ops per sample and step over ``positions`` output positions (see module doc)."""
@@ -267,6 +272,7 @@ class ChannelQuadratic(_ConvGeometry, _QuadraticForm):
         n, c, h, w = xc.shape
         y = self._features(xc.transpose(0, 1).reshape(c, n * h * w))  # [Cout, N*H*W]
         return y.reshape(self.out_channels, n, h, w).transpose(0, 1)
+
 
 class PixelQuadratic(_ConvGeometry, _QuadraticForm):
     """Pixel-wise ablation: ``y[n, i, h, w] = sum_c p_c^T A[i, c] p_c`` over ``k x k`` patches.

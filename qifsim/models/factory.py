@@ -173,6 +173,12 @@ _NON_BINARY = (
     TDBatchNorm1d,
     TDBatchNorm2d,
 )
+_NON_BINARY_NAMES = ("GlobalAvgPool",)  # qifsim.models.blocks (imports this module)
+
+
+def _non_binary(module: nn.Module) -> bool:
+    """Whether ``module`` turns spikes into graded values (pooling by averaging, norms)."""
+    return isinstance(module, _NON_BINARY) or type(module).__name__ in _NON_BINARY_NAMES
 
 
 def synapse_names(model: nn.Module) -> list[str]:
@@ -198,7 +204,7 @@ def _leaf_name(model: nn.Module, name: str) -> str:
             name = f"{name}.module"
             continue
         keys = [k for k, _ in module.named_children()]
-        if not keys or isinstance(module, _NON_BINARY):
+        if not keys or _non_binary(module):
             return name
         name = f"{name}.{keys[-1]}" if name else keys[-1]
 
@@ -237,7 +243,7 @@ def _binary_input_problem(model: nn.Module, name: str, first: str) -> str | None
             f"a {type(pred).__name__} precedes it: a LayerNorm in front of a spiking quadratic "
             "synapse is forbidden (it makes the binary inputs graded)"
         )
-    if isinstance(pred, _NON_BINARY):
+    if _non_binary(pred):
         return f"a {type(pred).__name__} precedes it, so its inputs are not binary spikes"
     return None
 

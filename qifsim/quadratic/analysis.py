@@ -134,6 +134,28 @@ def _batches(loader: Iterable, max_batches: int | None) -> Iterator[tuple[Any, A
         yield batch
 
 
+def _row_labels(
+    name: str, module: nn.Module, x: torch.Tensor, rows: int, y: torch.Tensor
+) -> torch.Tensor:
+    """The label of each of the ``rows`` vectors :func:`layer_vectors` took from input ``x``.
+
+    Inputs are time-first: the leading ``N`` vectors (conv: ``x.shape[0]``; linear: every
+    dimension but the features) are ``T x B`` in time-major order (``MergeTime``, ``[T, B, F]``)
+    or just ``B``, each repeated over its pixels; so row ``r`` belongs to sample
+    ``(r // pixels) % B``.
+    """
+    batch = y.numel()
+    lead = int(x.shape[0]) if not _is_linear(module) else rows
+    if lead % batch or rows % lead:
+        raise ValueError(
+            f"layer {name!r} sees {lead} leading vectors for {batch} labels; per-class "
+            "covariances need time-first input [T, B, ...] or [B, ...]"
+        )
+    pixels = rows // lead
+    sample = (torch.arange(rows) // pixels) % batch
+    return y[sample]
+
+
 @torch.no_grad()
 def input_covariances(
     model: nn.Module,
@@ -171,14 +193,7 @@ def input_covariances(
                 moments[name] = _Moments(v.shape[1], per_class)
             group = None
             if per_class is not None:
-                y = labels["y"]
-                per_sample = v.shape[0] // y.numel()
-                if per_sample * y.numel() != v.shape[0]:
-                    raise ValueError(
-                        f"layer {name!r} sees {v.shape[0]} vectors for {y.numel()} labels; "
-                        "per-class covariances need the batch as the leading input dimension"
-                    )
-                group = y.repeat_interleave(per_sample)
+                group = _row_labels(name, module, inputs[0], v.shape[0], labels["y"])
             moments[name].add(v, group)
 
         return fn
