@@ -51,13 +51,23 @@ def run_lava(args: list[str], timeout: float = 600.0) -> dict:
     python = find_lava_python()
     cmd = [str(python), "-m", "qifsim_lava.cli", *args]
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        raise LavaEnvironmentError(
+            f"`{' '.join(cmd)}` did not finish within {timeout:.0f} s; run fewer samples or "
+            "raise the timeout"
+        ) from None
     try:
         result = json.loads(proc.stdout)
     except json.JSONDecodeError:
+        how = (
+            f"was killed by signal {-proc.returncode} (a crash in Lava or reading the file)"
+            if proc.returncode < 0
+            else f"exited with {proc.returncode}"
+        )
         raise LavaEnvironmentError(
-            f"`{' '.join(cmd)}` exited with {proc.returncode} without JSON output:\n"
-            f"{proc.stderr[-2000:]}"
+            f"`{' '.join(cmd)}` {how} without JSON output:\n{proc.stderr[-2000:]}"
         ) from None
     result["returncode"] = proc.returncode
     return result

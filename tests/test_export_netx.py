@@ -36,7 +36,8 @@ def test_lif_conv_net_loads_in_netx(tmp_path):
         # netx blocks use Lava's (x, y, channel) order
         assert tuple(block.shape) == tuple(layer.shape[::-1])
     first = synaptic[0]
-    expect = first.weight_mant[:, :, ::-1, ::-1].transpose(0, 3, 2, 1)
+    integer = first.weight_mant * 2**first.weight_exponent  # netx reads the integer weights
+    expect = integer[:, :, ::-1, ::-1].transpose(0, 3, 2, 1)
     np.testing.assert_array_equal(net.layers[0].synapse.weight.init, expect)
     assert int(np.asarray(net.layers[0].neuron.vth.init)) == first.fixed["vth_mant"]
 

@@ -183,3 +183,25 @@ def test_from_nir_rejects_foreign_graphs(tmp_path):
         read_nir(tmp_path / "bad.nir")
     with pytest.raises(FileNotFoundError):
         read_nir(tmp_path / "missing.nir")
+
+
+def test_public_wrappers_round_trip_non_square_global_pooling():
+    """qifsim.export.to_nir/from_nir (the package-level names): same defaults as
+    qifsim.export.nir, and a global average pool over a non-square map comes back exactly."""
+    import inspect
+
+    import qifsim.export as export
+    import qifsim.export.nir as nir_module
+    from qifsim.models import build_model
+
+    defaults = inspect.signature(nir_module.to_nir).parameters
+    torch.manual_seed(0)
+    model = build_model("vgg11", neuron="lif", input_size=(16, 32)).eval()
+    graph = export.to_nir(model, fold_r=True)
+    lif = next(n for n in graph.nodes.values() if type(n).__name__ == "LIF")
+    dt = defaults["dt"].default
+    beta = float(model.features.conv1.spike.current_parameters().beta)
+    np.testing.assert_allclose(np.asarray(lif.tau).reshape(-1)[0], dt / (1 - beta), rtol=1e-6)
+    restored = export.from_nir(graph)
+    x = torch.rand(2, 2, 2, 16, 32)
+    assert torch.equal(model(x), restored(x))

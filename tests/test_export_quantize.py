@@ -34,6 +34,7 @@ def test_loihi_constraints_hold(kind, neuron, depth, pool):
         assert np.array_equal(m, np.round(m)) and np.array_equal(
             layer.bias_mant, np.round(layer.bias_mant)
         )
+        assert np.abs(layer.bias_mant).max() <= 4095  # 13-bit signed (bias_mant * 2**6)
         assert 0 <= layer.weight_exponent <= 7
         # the recorded error is the formula's, recomputed from the stored arrays
         w_hat = m * 2.0**layer.weight_exponent * 64.0 * q.input_scale / layer.scale
@@ -116,3 +117,12 @@ def test_bad_arguments_rejected():
     layers[1].weight[0, 0] = np.nan
     with pytest.raises(ExportError, match="NaN"):
         quantize_layers(layers)
+
+
+@pytest.mark.parametrize(("neuron", "seed"), [("lif", 1), ("qif", 2), ("qif", 5), ("lif", 8)])
+def test_bias_mantissas_fit_13_bits_on_the_test_nets(neuron, seed):
+    """Large folded tdBN biases pick a smaller exponent rather than leave 13 bits."""
+    ex, _, _ = model_exchange(random_net("dense", neuron, 3, seed=seed))
+    for layer in ex.layers:
+        if layer.synaptic and layer.bias_mant.size:
+            assert -4096 <= layer.bias_mant.min() and layer.bias_mant.max() <= 4095

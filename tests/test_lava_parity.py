@@ -166,3 +166,30 @@ def test_cli_lava_run_digits(tmp_path, capsys):
     assert report["samples"] == 4
     assert report["modes"]["float"]["agreement"] == 1.0
     assert report["modes"]["fixed"]["fixed_matches_reference"] is True
+
+
+def test_fixed_point_layer_without_positive_weights_keeps_minus_256(tmp_path):
+    """Lava's Dense would treat a layer with no positive weight as inhibitory and clip its
+    -256 mantissas to -255; the builder forces mixed sign, so Lava still equals the reference."""
+    import h5py
+
+    from qifsim.export.exchange import checksum
+
+    model = random_net(kind="dense", neuron="lif", depth=1, seed=21, T=T)
+    path = tmp_path / "negative.h5"
+    export_lava(model, path)
+    with h5py.File(path, "r+") as f:
+        readout = max(int(k) for k in f["layer"])
+        w = f[f"layer/{readout}/weight"]
+        e = int(f[f"layer/{readout}/qif/weight_exponent"][()])
+        values = -np.abs(w[()])
+        values.flat[0] = -256 * 2**e
+        w[...] = values
+        f.attrs["checksum"] = checksum(f)
+    exchange = read_exchange(path)
+    x = random_spikes(T, B, tuple(exchange.input_shape), 0.3, seed=521)
+    lava = run_exchange_modes(path, x, ("fixed",))["fixed"]
+    reference = run_reference(exchange, x, "fixed")
+    (out,) = [layer for layer in exchange.layers if layer.role == "readout"]
+    assert int(out.weight_mant.min()) == -256 and int(out.weight_mant.max()) <= 0
+    np.testing.assert_array_equal(lava.acc, reference.acc.numpy())

@@ -190,11 +190,11 @@ def export_lava(
     return ExportReport(Path(path), digest, rows, time.perf_counter() - start)
 
 
-def to_nir(model: nn.Module, input_shape=None, *, approximate: bool = False, dt: float = 1.0):
-    """NIR graph of ``model`` (see :func:`qifsim.export.nir.to_nir`)."""
+def to_nir(model: nn.Module, input_shape=None, **kwargs):
+    """NIR graph of ``model``: :func:`qifsim.export.nir.to_nir` (same arguments and defaults)."""
     from .nir import to_nir as _to_nir
 
-    return _to_nir(model, input_shape, approximate=approximate, dt=dt)
+    return _to_nir(model, input_shape, **kwargs)
 
 
 def from_nir(graph, **kwargs):

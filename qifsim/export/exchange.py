@@ -21,7 +21,17 @@ import numpy as np
 
 from ..atomic import atomic_path
 from .graph import ExportLayer
-from .quantize import MANT_MAX, MANT_MIN, LayerQuant
+from .quantize import (
+    A_MANT_MAX,
+    A_SHIFT_MAX,
+    BIAS_MANT_MAX,
+    BIAS_MANT_MIN,
+    EXP_MAX,
+    MANT_MAX,
+    MANT_MIN,
+    VTH_MANT_MAX,
+    LayerQuant,
+)
 
 __all__ = [
     "FORMAT",
@@ -189,7 +199,8 @@ def _write_layer(g: h5py.Group, layer: ExchangeLayer) -> None:
         g["padding"] = np.asarray(layer.padding, dtype=np.int64)
         g["dilation"] = np.asarray(layer.dilation, dtype=np.int64)
         g["groups"] = np.int64(layer.groups)
-    g["weight"] = np.asarray(w_mant, dtype=np.float64)
+    # netx's meaning: the integer weight m * 2**e (the mantissas come back as weight / 2**e)
+    g["weight"] = np.asarray(w_mant, dtype=np.float64) * 2.0**layer.weight_exponent
     g["bias"] = np.asarray(layer.bias_mant, dtype=np.float64)
     q["weight_float"] = np.asarray(w_float, dtype=np.float64)
     q["bias_float"] = np.asarray(layer.bias_float, dtype=np.float64)
@@ -360,26 +371,35 @@ def _read_layer(r: _Reader, g: h5py.Group, in_shape: tuple[int, ...]) -> Exchang
                 f"kernel {w.shape[2:4]}) with output shape {shape}, expected {(out, *expect)}"
             )
     file_wshape = (*wshape, 1) if kind == "conv" else wshape
-    layer.weight_mant = r.array(g, "weight", file_wshape, integral=True).reshape(wshape)
+    layer.weight_exponent = r.integer(q, "weight_exponent")
+    layer.scale = r.real(q, "scale")
+    layer.quant_error = r.real(q, "quant_error")
+    if not 0 <= layer.weight_exponent <= EXP_MAX or not layer.scale > 0:
+        raise r.fail(f"{q.name}: weight_exponent must be in [0, {EXP_MAX}] and scale > 0")
+    weight = r.array(g, "weight", file_wshape, integral=True).reshape(wshape)
+    layer.weight_mant = weight / 2.0**layer.weight_exponent
     if layer.weight_mant.size and (
         layer.weight_mant.min() < MANT_MIN
         or layer.weight_mant.max() > MANT_MAX
         or np.any(layer.weight_mant % 2)
     ):
-        raise r.fail(f"{g.name}/weight mantissas must be even integers in [-256, 254]")
+        raise r.fail(
+            f"{g.name}/weight must be m * 2**weight_exponent with m even integers in [-256, 254]"
+        )
     layer.bias_mant = r.array(g, "bias", (out,), integral=True)
+    if layer.bias_mant.size and not (
+        BIAS_MANT_MIN <= layer.bias_mant.min() <= layer.bias_mant.max() <= BIAS_MANT_MAX
+    ):
+        raise r.fail(f"{g.name}/bias mantissas must lie in [{BIAS_MANT_MIN}, {BIAS_MANT_MAX}]")
     layer.weight_float = r.array(q, "weight_float", file_wshape, integral=False).reshape(wshape)
     layer.bias_float = r.array(q, "bias_float", (out,), integral=False)
-    layer.weight_exponent = r.integer(q, "weight_exponent")
-    layer.scale = r.real(q, "scale")
-    layer.quant_error = r.real(q, "quant_error")
-    if layer.weight_exponent < 0 or not layer.scale > 0:
-        raise r.fail(f"{q.name}: weight_exponent must be >= 0 and scale > 0")
     if role == "hidden":
         if neuron not in ("qif", "lif"):
             raise r.fail(f"{q.name}: a hidden layer needs neuron qif or lif, got {neuron!r}")
         layer.params["u_th"] = r.real(q, "u_th")
         layer.fixed["vth_mant"] = r.integer(q, "vth_mant")
+        if not 1 <= layer.fixed["vth_mant"] <= VTH_MANT_MAX:
+            raise r.fail(f"{q.name}/vth_mant must be in [1, {VTH_MANT_MAX}]")
         if neuron == "qif":
             for key in ("a", "u_rest", "u_c"):
                 layer.params[key] = r.real(q, key)
@@ -388,9 +408,17 @@ def _read_layer(r: _Reader, g: h5py.Group, in_shape: tuple[int, ...]) -> Exchang
                 raise r.fail(f"{q.name}/form must be 'paper' or 'euler'")
             for key in ("u_rest_int", "u_c_int", "a_mant", "a_shift"):
                 layer.fixed[key] = r.integer(q, key)
+            fx = layer.fixed
+            if not 1 <= fx["a_mant"] <= A_MANT_MAX or not 0 <= fx["a_shift"] <= A_SHIFT_MAX:
+                raise r.fail(
+                    f"{q.name}: a_mant must be in [1, {A_MANT_MAX}] and a_shift in "
+                    f"[0, {A_SHIFT_MAX}]"
+                )
         else:
             layer.params["beta"] = r.real(q, "beta")
             layer.fixed["dv"] = r.integer(q, "dv")
+            if not 0 <= layer.fixed["dv"] <= 4096:
+                raise r.fail(f"{q.name}/dv must be in [0, 4096]")
             if "neuron" not in g:
                 raise r.fail(f"missing group {g.name}/neuron (netx CUBA parameters)")
     return layer

@@ -40,8 +40,9 @@ import torch
 from torch import nn
 
 from ..atomic import atomic_path
+from ..layers import MergeTime
 from ..models.base import SpikingModel
-from ..models.blocks import ConvSpike, LinearSpike, Readout, TimeFlatten, pool
+from ..models.blocks import ConvSpike, LinearSpike, Readout, TimeFlatten
 from ..models.factory import LayerFactory
 from ..neurons import LIFParameters, QIFParameters
 from .graph import ExportError, walk
@@ -343,7 +344,9 @@ def from_nir(graph) -> NIRRestoredNet:
             classifier[name] = TimeFlatten()
             flat = True
         elif isinstance(node, nir.AvgPool2d):
-            target[name] = pool("avg", int(np.asarray(node.kernel_size).reshape(-1)[0]))
+            kernel = tuple(int(k) for k in np.asarray(node.kernel_size).reshape(-1))
+            kernel = kernel * 2 if len(kernel) == 1 else kernel  # square kernels may be one number
+            target[name] = MergeTime(nn.AvgPool2d(kernel))  # non-square: global pooling
         elif _text(meta.get("qifsim_role", "")) == "readout":
             w = torch.from_numpy(np.asarray(meta["qifsim_weight"]))
             voting = int(_scalar(meta["qifsim_voting"]))

@@ -21,7 +21,9 @@ Per synaptic layer (float64 weights ``W``, bias ``b``, from :mod:`.graph`):
   saturates as specified);
 * the readout (off-chip accumulator): ``lambda = 64 2^e r s_in``, ``e`` the
   largest exponent with ``T`` steps of worst-case ``|I|`` within ``2^23 - 1``;
-* ``bias_mant = round(lambda b / 64)``; QIF ``u_rest_int = round(lambda u_rest)``,
+* ``bias_mant = round(lambda b / 64)``, a 13-bit signed mantissa: exponents whose bias
+  leaves ``[-4096, 4095]`` do not fit (clipped, and counted in ``bias_error``, only when no
+  exponent fits); QIF ``u_rest_int = round(lambda u_rest)``,
   ``u_c_int = round(lambda u_c)``, ``a_mant / 2^a_shift ~= a / lambda`` with
   ``1 <= a_mant <= 4095`` (largest ``a_shift`` that fits); LIF
   ``dv = round(4096 (1 - beta))``.
@@ -60,6 +62,10 @@ VTH_MANT_MAX = 2**13 - 1
 STATE_MAX = 2**23 - 1
 #: Largest ``a_mant`` (12 bits).
 A_MANT_MAX = 4095
+#: Bias mantissa range (13-bit signed; the bias is ``bias_mant * 2**6``).
+BIAS_MANT_MIN, BIAS_MANT_MAX = -(2**12), 2**12 - 1
+#: Largest ``a_shift`` the Lava side accepts (int64 shifts).
+A_SHIFT_MAX = 62
 
 
 def quantize_weights(weight: np.ndarray, ratio: float) -> np.ndarray:
@@ -161,6 +167,11 @@ def _qif_fixed(params: dict, lam: float, name: str) -> tuple[dict, float]:
     if mant > A_MANT_MAX:
         shift -= 1
         mant = int(np.round(target * 2.0**shift))
+    if shift > A_SHIFT_MAX:
+        raise ExportError(
+            f"layer {name!r}: a / lambda = {target:.3g} needs a_shift {shift} > {A_SHIFT_MAX}; "
+            "a is too small for this threshold scale"
+        )
     r_int, c_int = int(np.round(lam * params["u_rest"])), int(np.round(lam * params["u_c"]))
     if max(abs(r_int), abs(c_int)) > STATE_MAX:
         raise ExportError(
@@ -171,8 +182,10 @@ def _qif_fixed(params: dict, lam: float, name: str) -> tuple[dict, float]:
     return fixed, abs(mant * 2.0**-shift * lam - a) / a
 
 
-def _lif_fixed(params: dict) -> tuple[dict, float]:
+def _lif_fixed(params: dict, name: str) -> tuple[dict, float]:
     beta = params["beta"]
+    if not 0.0 <= beta <= 1.0:
+        raise ExportError(f"layer {name!r}: LIF beta must lie in [0, 1] to export, got {beta}")
     dv = int(np.round(4096.0 * (1.0 - beta)))
     err = abs((4096 - dv) / 4096.0 - beta) / beta if beta > 0 else abs((4096 - dv) / 4096.0)
     return {"dv": dv}, err
@@ -200,6 +213,8 @@ def _quantize_layer(layer: ExportLayer, s_in: float, in_max: float, time_steps: 
 
     def fits(e: int) -> bool:
         lam, m, bm, vth = build(e)
+        if bm.size and not BIAS_MANT_MIN <= bm.min() <= bm.max() <= BIAS_MANT_MAX:
+            return False
         worst = _worst_current(m, e, bm, in_max)
         if spiking:
             exact = np.round(ratio * 2.0**e * s_in * u_th)
@@ -215,6 +230,7 @@ def _quantize_layer(layer: ExportLayer, s_in: float, in_max: float, time_steps: 
     else:
         e = 0
     lam, m, bias_mant, vth = build(e)
+    bias_mant = np.clip(bias_mant, BIAS_MANT_MIN, BIAS_MANT_MAX)  # only when no exponent fits
     worst = _worst_current(m, e, bias_mant, in_max)
     fixed: dict = {}
     param_error = 0.0
@@ -223,7 +239,7 @@ def _quantize_layer(layer: ExportLayer, s_in: float, in_max: float, time_steps: 
         if layer.neuron == "qif":
             extra, param_error = _qif_fixed(layer.params, lam, layer.name)
         else:
-            extra, param_error = _lif_fixed(layer.params)
+            extra, param_error = _lif_fixed(layer.params, layer.name)
         fixed.update(extra)
         saturation = worst + fixed["vth_mant"] * 64 > STATE_MAX
     else:

@@ -317,8 +317,7 @@ def _problems(c: TrainConfig) -> list[str]:
         p.append(f"synapse must be a synapse name such as 'linear', got {c.synapse!r}")
     q = c.quadratic_layers
     if q is not None and not (
-        q == "auto"
-        or (isinstance(q, tuple) and q and all(isinstance(n, str) and n for n in q))
+        q == "auto" or (isinstance(q, tuple) and q and all(isinstance(n, str) and n for n in q))
     ):
         p.append(f"quadratic_layers must be 'auto', null or a list of layer names, got {q!r}")
     elif q is not None and c.synapse != "quadratic":

@@ -25,6 +25,7 @@ from lava.proc.conv.process import Conv
 from lava.proc.dense.process import Dense
 from lava.proc.io.source import RingBuffer as Source
 from lava.proc.lif.process import LIFReset
+from lava.utils.weightutils import SignMode
 
 from .exchange import Layer, Network
 from .procs.qif import QIF
@@ -89,6 +90,9 @@ def _synapse(layer: Layer, mode: str, graded: bool, in_shape: tuple, perm: np.nd
             weight_exp=layer.weight_exponent,
             num_weight_bits=8,
             num_message_bits=bits,
+            # mixed sign always: Lava would pick INHIBITORY for a layer without positive
+            # weights and clip its -256 mantissas to -255
+            sign_mode=SignMode.MIXED,
         )
     if layer.kind == "pool":
         c = in_shape[0]

@@ -176,20 +176,27 @@ def _read_synapse(r: _Reader, g: h5py.Group, layer: Layer, in_shape: tuple[int, 
         expect = _conv_out(in_shape[1:], layer, raw.shape[2:4])
         if in_shape[0] % layer.groups or out % layer.groups or layer.shape[1:] != expect:
             raise r.fail(f"{g.name}: conv geometry does not give output shape {layer.shape}")
-    layer.weight_mant = r.array(g, "weight", file_shape, integral=True).reshape(wshape)
+    layer.weight_exponent = r.integer(q, "weight_exponent")
+    layer.scale = r.real(q, "scale")
+    if not 0 <= layer.weight_exponent <= 7 or not layer.scale > 0:
+        raise r.fail(f"{q.name}: weight_exponent must be in [0, 7] and scale > 0")
+    weight = r.array(g, "weight", file_shape, integral=True).reshape(wshape)
+    layer.weight_mant = weight / 2.0**layer.weight_exponent  # weight = m * 2**e (netx's meaning)
     if layer.weight_mant.size and (
         layer.weight_mant.min() < -256
         or layer.weight_mant.max() > 254
         or np.any(layer.weight_mant % 2)
     ):
-        raise r.fail(f"{g.name}/weight mantissas must be even integers in [-256, 254]")
+        raise r.fail(
+            f"{g.name}/weight must be m * 2**weight_exponent with m even integers in [-256, 254]"
+        )
     layer.bias_mant = r.array(g, "bias", (out,), integral=True)
+    if layer.bias_mant.size and not (
+        -4096 <= layer.bias_mant.min() <= layer.bias_mant.max() <= 4095
+    ):
+        raise r.fail(f"{g.name}/bias mantissas must lie in [-4096, 4095] (13-bit signed)")
     layer.weight_float = r.array(q, "weight_float", file_shape, integral=False).reshape(wshape)
     layer.bias_float = r.array(q, "bias_float", (out,), integral=False)
-    layer.weight_exponent = r.integer(q, "weight_exponent")
-    layer.scale = r.real(q, "scale")
-    if not 0 <= layer.weight_exponent <= 24 or not layer.scale > 0:
-        raise r.fail(f"{q.name}: weight_exponent must be in [0, 24] and scale > 0")
 
 
 def _read_neuron(r: _Reader, g: h5py.Group, layer: Layer) -> None:
@@ -198,6 +205,8 @@ def _read_neuron(r: _Reader, g: h5py.Group, layer: Layer) -> None:
         raise r.fail(f"{q.name}: a hidden layer needs neuron 'qif' or 'lif', got {layer.neuron!r}")
     layer.params["u_th"] = r.real(q, "u_th")
     layer.fixed["vth_mant"] = r.integer(q, "vth_mant")
+    if not 1 <= layer.fixed["vth_mant"] <= 8191:
+        raise r.fail(f"{q.name}/vth_mant must be in [1, 8191] (13 bits)")
     if layer.neuron == "qif":
         for key in ("a", "u_rest", "u_c"):
             layer.params[key] = r.real(q, key)
