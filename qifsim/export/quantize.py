@@ -202,35 +202,51 @@ def _quantize_layer(layer: ExportLayer, s_in: float, in_max: float, time_steps: 
     if spiking and not u_th > 0:
         raise ExportError(f"layer {layer.name!r}: u_th must be > 0 to export, got {u_th}")
 
-    def build(e: int) -> tuple[float, np.ndarray, np.ndarray, int | None]:
+    bias_max = float(np.abs(bias).max()) if bias.size else 0.0
+
+    def ratio_at(e: int, cap: bool) -> float:
+        """The weight ratio at exponent ``e``; ``cap``: lowered so the bias fits 13 bits."""
+        if cap and bias_max > 0:
+            return min(ratio, (BIAS_MANT_MAX - 0.5) / (2.0**e * s_in * bias_max))
+        return ratio
+
+    def build(e: int, cap: bool = False) -> tuple[float, np.ndarray, np.ndarray, int | None]:
+        r_e = ratio_at(e, cap)
         if spiking:
-            vth = int(np.clip(np.round(ratio * 2.0**e * s_in * u_th), 1, VTH_MANT_MAX))
+            vth = int(np.clip(np.round(r_e * 2.0**e * s_in * u_th), 1, VTH_MANT_MAX))
             lam = 64.0 * vth / u_th
         else:
-            vth, lam = None, 64.0 * 2.0**e * ratio * s_in
+            vth, lam = None, 64.0 * 2.0**e * r_e * s_in
         r = lam / (64.0 * 2.0**e * s_in)
         return lam, quantize_weights(weight, r), np.round(lam * bias / 64.0), vth
 
-    def fits(e: int) -> bool:
-        lam, m, bm, vth = build(e)
+    def fits(e: int, cap: bool = False) -> bool:
+        lam, m, bm, vth = build(e, cap)
         if bm.size and not BIAS_MANT_MIN <= bm.min() <= bm.max() <= BIAS_MANT_MAX:
             return False
         worst = _worst_current(m, e, bm, in_max)
         if spiking:
-            exact = np.round(ratio * 2.0**e * s_in * u_th)
+            exact = np.round(ratio_at(e, cap) * 2.0**e * s_in * u_th)
             return 1 <= exact <= VTH_MANT_MAX and worst + vth * 64 <= STATE_MAX
         return worst * time_steps <= STATE_MAX
 
-    feasible = [e for e in range(EXP_MAX + 1) if fits(e)]
+    # the largest exponent that fits at the best weight ratio; when the folded bias is too
+    # large for 13 bits at every exponent, the smallest exponent with the ratio lowered
+    # until it fits (weights lose mantissa bits, the bias stays exact)
+    exponents = range(EXP_MAX + 1)
+    feasible = [e for e in exponents if fits(e)]
+    cap = not feasible
     if feasible:
         e = max(feasible)
-    elif spiking:
-        usable = [e for e in range(EXP_MAX + 1) if np.round(ratio * 2.0**e * s_in * u_th) >= 1]
+    elif capped := [e for e in exponents if fits(e, cap=True)]:
+        e = min(capped)
+    elif spiking:  # saturation possible: the smallest usable exponent, flagged below
+        usable = [e for e in exponents if np.round(ratio_at(e, True) * 2.0**e * s_in * u_th) >= 1]
         e = min(usable) if usable else EXP_MAX
     else:
         e = 0
-    lam, m, bias_mant, vth = build(e)
-    bias_mant = np.clip(bias_mant, BIAS_MANT_MIN, BIAS_MANT_MAX)  # only when no exponent fits
+    lam, m, bias_mant, vth = build(e, cap)
+    bias_mant = np.clip(bias_mant, BIAS_MANT_MIN, BIAS_MANT_MAX)  # only when nothing fits
     worst = _worst_current(m, e, bias_mant, in_max)
     fixed: dict = {}
     param_error = 0.0
