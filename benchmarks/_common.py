@@ -390,6 +390,25 @@ def add_run_args(
     parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
 
 
+def add_timing_args(
+    parser: argparse.ArgumentParser, quick: dict[str, Any], full: dict[str, Any]
+) -> None:
+    """``--repeats`` and ``--warmup`` (default ``None``: the preset's, see :func:`fill_preset`)."""
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help=f"timed repeats (default {full['repeats']}; --quick {quick['repeats']})",
+    )
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=None,
+        help=f"untimed warm-up rounds, at least 1 (default {full['warmup']}; "
+        f"--quick {quick['warmup']})",
+    )
+
+
 def fill_preset(args: argparse.Namespace, quick: dict[str, Any], full: dict[str, Any]) -> None:
     """Set every option still ``None`` in ``args`` from ``quick`` (``--quick``) or ``full``."""
     for key, value in (quick if args.quick else full).items():

@@ -563,18 +563,6 @@ def parse_args(argv=None) -> argparse.Namespace:
         f"--quick {QUICK['decode_events']})",
     )
     parser.add_argument(
-        "--repeats",
-        type=int,
-        default=None,
-        help=f"timed repeats (default {FULL['repeats']}; --quick {QUICK['repeats']})",
-    )
-    parser.add_argument(
-        "--warmup",
-        type=int,
-        default=None,
-        help=f"untimed warm-up rounds, at least 1 (default {FULL['warmup']})",
-    )
-    parser.add_argument(
         "--cache-per-class",
         type=int,
         default=None,
@@ -595,6 +583,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         help=f"timed epochs per cache implementation (default {FULL['cache_epochs']}; "
         f"--quick {QUICK['cache_epochs']})",
     )
+    _common.add_timing_args(parser, QUICK, FULL)
     _common.add_run_args(parser, DEFAULT_OUT)
     args = parser.parse_args(argv)
     _common.fill_preset(args, QUICK, FULL)

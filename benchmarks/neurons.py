@@ -373,19 +373,6 @@ def parse_args(argv=None) -> argparse.Namespace:
         f"{' '.join(map(str, QUICK['shape']))})",
     )
     parser.add_argument(
-        "--repeats",
-        type=int,
-        default=None,
-        help=f"timed repeats (default {FULL['repeats']}; --quick {QUICK['repeats']})",
-    )
-    parser.add_argument(
-        "--warmup",
-        type=int,
-        default=None,
-        help=f"untimed warm-up rounds, at least 1 (default {FULL['warmup']}; "
-        f"--quick {QUICK['warmup']})",
-    )
-    parser.add_argument(
         "--only",
         type=str,
         default=None,
@@ -398,6 +385,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="also profile one iteration per implementation "
         "(torch.profiler, self CPU time per op) into the JSON",
     )
+    _common.add_timing_args(parser, QUICK, FULL)
     _common.add_run_args(parser, DEFAULT_OUT)
     args = parser.parse_args(argv)
 

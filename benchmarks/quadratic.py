@@ -314,11 +314,12 @@ def parse_args(argv=None) -> argparse.Namespace:
             "rank, and the event-driven vs dense cost on 10%-rate spikes. Writes JSON atomically."
         ),
     )
-    for key in ("channels", "size", "batch", "repeats", "warmup"):
+    for key in ("channels", "size", "batch"):
         parser.add_argument(
             f"--{key}", type=int, default=None,
             help=f"(default {FULL[key]}; --quick {QUICK[key]})",
         )  # fmt: skip
+    _common.add_timing_args(parser, QUICK, FULL)
     parser.add_argument(
         "--threads",
         type=int,
