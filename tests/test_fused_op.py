@@ -92,7 +92,7 @@ def _far_from_threshold_inputs(seed, tensors):
     """Inputs whose potentials stay 1e-3 away from u_th (finite differences cross no spike)."""
     for s in itertools.count(seed):
         x = _inputs(s, shape=(6, 2, 3))
-        _, v = neuron_sequence_reference(x, tensors["u0"], tensors["p"])
+        _, v, _ = neuron_sequence_reference(x, tensors["u0"], tensors["p"])
         if (v - tensors["p"].u_th).abs().min() > 1e-3:
             return x
 

@@ -83,8 +83,9 @@ def neuron_sequence_reference(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Run :func:`neuron_step` over ``x: [T, B, ...]`` from state ``u0: [B, ...]``.
 
-    Returns ``(spikes [T, B, ...], v [T, B, ...])`` with ``v`` before reset,
-    the same contract as the fused op.
+    Returns ``(spikes [T, B, ...], v [T, B, ...], u_last [B, ...])``: ``v``
+    before reset, ``u_last`` the state after the last step's reset (``u0`` if
+    ``T == 0``). This is the same contract as the fused op.
     """
     spikes, potentials = [], []
     u = u0
@@ -92,7 +93,9 @@ def neuron_sequence_reference(
         o, v, u = neuron_step(x_t, u, p, detach_reset)
         spikes.append(o)
         potentials.append(v)
-    return torch.stack(spikes), torch.stack(potentials)
+    if not spikes:
+        return x.new_empty(x.shape), x.new_empty(x.shape, dtype=u0.dtype), u0
+    return torch.stack(spikes), torch.stack(potentials), u
 
 
 def state_after_reset(

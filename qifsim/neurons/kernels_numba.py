@@ -70,12 +70,13 @@ def _surrogate(kind, d, w):
 def forward_kernel(mode: int):
     """Forward scan specialised for ``mode``.
 
-    Signature: ``(x, u0, a, a_s, r, r_s, c, c_s, th, th_s, spikes, v_out)`` with
-    ``x, spikes, v_out: [T, N]`` and ``u0: [N]``; writes spikes and ``v``.
+    Signature: ``(x, u0, a, a_s, r, r_s, c, c_s, th, th_s, spikes, v_out, u_out)``
+    with ``x, spikes, v_out: [T, N]`` and ``u0, u_out: [N]``; writes spikes,
+    ``v`` and the state after the last step's reset.
     """
 
     @njit(parallel=True, cache=True)
-    def scan_forward(x, u0, a, a_s, r, r_s, c, c_s, th, th_s, spikes, v_out):  # noqa: PLR0913
+    def scan_forward(x, u0, a, a_s, r, r_s, c, c_s, th, th_s, spikes, v_out, u_out):  # noqa: PLR0913
         T, N = x.shape
         nblocks = (N + BLOCK - 1) // BLOCK
         for b in prange(nblocks):
@@ -100,6 +101,8 @@ def forward_kernel(mode: int):
                     spikes[t, lo + j] = 1.0 if fired else 0.0
                     v_out[t, lo + j] = v
                     u[j] = pr[j] if fired else v
+            for j in range(m):
+                u_out[lo + j] = u[j]
 
     return scan_forward
 
@@ -108,10 +111,13 @@ def forward_kernel(mode: int):
 def backward_kernel(mode: int, kind: int, detach_reset: bool, need_params: bool):
     """Backward scan specialised for its flags (reverse time).
 
-    Signature: ``(grad_s, grad_v, v_seq, u0, a, a_s, r, r_s, c, c_s, th, th_s,
-    centre, centre_s, width, width_s, grad_x, grad_u0, grad_a, grad_r, grad_c,
-    grad_th)``. Arithmetic runs in float64 whatever the storage dtype; spike
-    decisions compare in the storage dtype, as the forward did. With
+    Signature: ``(grad_s, grad_v, grad_u, v_seq, u0, a, a_s, r, r_s, c, c_s, th,
+    th_s, centre, centre_s, width, width_s, grad_x, grad_u0, grad_a, grad_r,
+    grad_c, grad_th)``; ``grad_u: [N]`` is the gradient of the final state
+    (the reverse scan's starting carry). Arithmetic runs in float64 whatever
+    the storage dtype; spike decisions compare in the storage dtype, as the forward did, and the
+    surrogate's argument ``v - centre`` is rounded to the storage dtype, as
+    the reference path rounds it. With
     ``need_params`` the per-neuron parameter gradients (length ``N``) are
     written, else ``grad_a/r/c/th`` are untouched dummies.
     """
@@ -120,6 +126,7 @@ def backward_kernel(mode: int, kind: int, detach_reset: bool, need_params: bool)
     def scan_backward(  # noqa: PLR0913, PLR0915
         grad_s,
         grad_v,
+        grad_u,
         v_seq,
         u0,
         a,
@@ -149,9 +156,9 @@ def backward_kernel(mode: int, kind: int, detach_reset: bool, need_params: bool)
             pa = np.empty(m)
             pr = np.empty(m)
             pc = np.empty(m)
-            pce = np.empty(m)
             pw = np.empty(m)
             pt = np.empty(m, dtype=v_seq.dtype)  # threshold in storage dtype
+            pce = np.empty(m, dtype=v_seq.dtype)  # window centre in storage dtype
             for j in range(m):
                 n = lo + j
                 pa[j] = a[n * a_s]
@@ -160,7 +167,9 @@ def backward_kernel(mode: int, kind: int, detach_reset: bool, need_params: bool)
                 pt[j] = th[n * th_s]
                 pce[j] = centre[n * centre_s]
                 pw[j] = width[n * width_s]
-            carry = np.zeros(m)
+            carry = np.empty(m)
+            for j in range(m):
+                carry[j] = grad_u[lo + j]
             acc_a = np.zeros(m)
             acc_r = np.zeros(m)
             acc_c = np.zeros(m)
@@ -171,7 +180,9 @@ def backward_kernel(mode: int, kind: int, detach_reset: bool, need_params: bool)
                     v_store = v_seq[t, n]
                     fired = v_store >= pt[j]
                     v = float(v_store)
-                    g = _surrogate(kind, v - pce[j], pw[j])
+                    # d = v - centre in the storage dtype, as the reference path rounds it
+                    # (a window edge then falls on the same side in every kernel).
+                    g = _surrogate(kind, float(v_store - pce[j]), pw[j])
                     cu = carry[j]
                     gs = float(grad_s[t, n])
                     # dL/dv: direct, through the spike, and through the reset.

@@ -17,7 +17,7 @@ from .surrogate import surrogate_grad
 
 @torch.no_grad()
 def scan_forward(x, u0, a, r, c, th, mode: int):
-    """``x: [T, ...]``, ``u0: [...]`` -> ``(spikes, v)`` both ``[T, ...]``."""
+    """``x: [T, ...]``, ``u0: [...]`` -> ``(spikes [T, ...], v [T, ...], u_last [...])``."""
     spikes = torch.empty_like(x)
     v_out = torch.empty_like(x)
     u = u0
@@ -27,7 +27,7 @@ def scan_forward(x, u0, a, r, c, th, mode: int):
         spikes[t] = fired
         v_out[t] = v
         u = torch.where(fired, r, v)
-    return spikes, v_out
+    return spikes, v_out, u.expand(u0.shape).clone()
 
 
 def _drive_derivatives(mode: int, u, a, r, c):
@@ -45,6 +45,7 @@ def _drive_derivatives(mode: int, u, a, r, c):
 def scan_backward(
     grad_s,
     grad_v,
+    grad_u,
     v_seq,
     u0,
     a,
@@ -60,11 +61,12 @@ def scan_backward(
 ):
     """Reverse scan. Returns ``(grad_x, grad_u0, grad_a, grad_r, grad_c, grad_th)``.
 
+    ``grad_u`` is the gradient of the final state (the starting carry).
     Parameter gradients are per neuron (shape of ``u0``) or ``None`` where
     ``needs`` (for a, r, c, th) is False.
     """
     grad_x = torch.empty_like(v_seq)
-    carry = torch.zeros_like(u0)
+    carry = grad_u.expand(u0.shape).clone()
     acc = [torch.zeros_like(u0) if need else None for need in needs]
     for t in range(v_seq.shape[0] - 1, -1, -1):
         v = v_seq[t]

@@ -90,7 +90,9 @@ class _NeuronBase(nn.Module):
             detach_reset: stop gradients through the reset.
             impl: ``"fused"`` (one custom op over all steps) or ``"reference"``
                 (step-by-step autograd).
-            backend: kernel of the fused op: ``"auto"``, ``"numba"`` or ``"torch"``.
+            backend: kernel of the fused op: ``"auto"`` (Triton on CUDA, numba on
+                CPU), ``"numba"``, ``"torch"`` or ``"triton"``
+                (see :func:`qifsim.neurons.fused.resolve_backend`).
             record_states: return the state of every step (``state.v: [T, B, ...]``).
             check_inputs: raise on NaN/inf inputs (one reduction per call; on
                 CUDA it synchronises, so turn it off for speed there).
@@ -157,8 +159,8 @@ class _NeuronBase(nn.Module):
     def _neuron_tensors(self, dtype: torch.dtype, device: torch.device) -> NeuronTensors:
         raise NotImplementedError  # pragma: no cover - abstract
 
-    def _initial_state(self, like: torch.Tensor, p: NeuronTensors) -> torch.Tensor:
-        return p.reset.expand(like.shape).to(like.dtype)
+    def _initial_state(self, shape: torch.Size, dtype: torch.dtype, p: NeuronTensors):
+        return p.reset.expand(shape).to(dtype)
 
     # -- forward ------------------------------------------------------------
     def _check(self, x: torch.Tensor, min_dim: int) -> None:
@@ -178,40 +180,39 @@ class _NeuronBase(nn.Module):
                 )
 
     def _run(self, x: torch.Tensor, state):
-        """``x: [T, B, ...]`` -> (spikes [T, B, ...], v_after_reset [T or last], ...)."""
+        """``x: [T, B, ...]`` -> ``(spikes, v, u_last, params)`` (see ``neuron_sequence_*``)."""
         dtype = _state_dtype(x)
-        xs = x.to(dtype)
         p = self._neuron_tensors(dtype, x.device)
         if state is None:
-            u0 = self._initial_state(xs[0], p)
+            u0 = self._initial_state(x.shape[1:], dtype, p)
         else:
             u0 = state.v
-            if u0.shape != xs.shape[1:]:
+            if u0.shape != x.shape[1:]:
                 raise ValueError(
                     f"state.v has shape {tuple(u0.shape)} but one input step has shape "
-                    f"{tuple(xs.shape[1:])}; pass state=None to start from rest"
+                    f"{tuple(x.shape[1:])}; pass state=None to start from rest"
                 )
             u0 = u0.to(dtype)
         if self.impl == "fused":
-            spikes, v = neuron_sequence_fused(xs, u0, p, self.detach_reset, self.backend)
+            # Halves go in as they are: the fused op reads them into a float32 state.
+            spikes, v, u_last = neuron_sequence_fused(x, u0, p, self.detach_reset, self.backend)
         else:
-            spikes, v = neuron_sequence_reference(xs, u0, p, self.detach_reset)
-        return spikes, v, p
+            spikes, v, u_last = neuron_sequence_reference(x.to(dtype), u0, p, self.detach_reset)
+        return spikes, v, u_last, p
 
     def _sequence(self, x: torch.Tensor, state):
         self._check(x, 2)
-        spikes, v, p = self._run(x, state)
+        spikes, v, u_last, p = self._run(x, state)
         if self.record_states:
-            v_after = state_after_reset(spikes, v, p.reset, self.detach_reset)
+            v_after = state_after_reset(spikes.to(v.dtype), v, p.reset, self.detach_reset)
         else:
-            v_after = state_after_reset(spikes[-1], v[-1], p.reset, self.detach_reset)
+            v_after = u_last
         return spikes.to(x.dtype), self._state_cls(v_after)
 
     def _step(self, x: torch.Tensor, state):
         self._check(x, 1)
-        spikes, v, p = self._run(x.unsqueeze(0), state)
-        v_after = state_after_reset(spikes[0], v[0], p.reset, self.detach_reset)
-        return spikes[0].to(x.dtype), self._state_cls(v_after)
+        spikes, _, u_last, _ = self._run(x.unsqueeze(0), state)
+        return spikes[0].to(x.dtype), self._state_cls(u_last)
 
     def extra_repr(self) -> str:
         values = ", ".join(

@@ -65,7 +65,7 @@ def membrane_statistics(
         f64(a), f64(r), f64(c), f64(th), f64(mu), f64(sigma), QIF_MODES[p.form], 0
     )
     with torch.no_grad():
-        spikes, v = neuron_sequence_reference(
+        spikes, v, _ = neuron_sequence_reference(
             x, torch.full((n_neurons,), r, dtype=torch.float64), tensors
         )
     full = v[burn_in:]
