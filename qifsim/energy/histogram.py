@@ -128,12 +128,12 @@ class MembraneHistograms:
         hist = self.histograms[name]
 
         def run(x, state):
-            spikes, v, p = original(x, state)
-            counts, below, above = histogram_counts(v, self.bins, self.lo, self.hi)
+            out = original(x, state)  # (spikes, pre-reset v, ...): v is the second item
+            counts, below, above = histogram_counts(out[1], self.bins, self.lo, self.hi)
             self._counts[name] += counts
             hist.below += below
             hist.above += above
-            return spikes, v, p
+            return out
 
         return run
 
