@@ -20,7 +20,7 @@ PYTHON311 ?= $(shell command -v python3.11 >/dev/null 2>&1 && python3.11 --versi
 PYTHON310 ?= $(shell if python3.10 --version >/dev/null 2>&1; then echo python3.10; \
 	else ls -d $$(pyenv root 2>/dev/null)/versions/3.10.*/bin/python3.10 2>/dev/null | sort -V | tail -n 1; fi)
 
-.PHONY: help setup demo test test-all bench lint clean-venvs
+.PHONY: help setup demo test test-all bench gpu-wheels lint clean-venvs
 
 help:
 	@echo "make setup     build .venv (Python 3.11, torch) and .venv-lava (Python 3.10, lava-nc)"
@@ -28,6 +28,7 @@ help:
 	@echo "make test      run the default (fast) test suite"
 	@echo "make test-all  run every test, the slow ones included"
 	@echo "make bench     run the benchmarks (JSON in benchmarks/results/)"
+	@echo "make gpu-wheels  peers' wheels for benchmarks/gpu_device.sh (GPU: python benchmarks/gpu.py)"
 	@echo "make lint      ruff check"
 
 setup: $(VENV)/.qifsim-ready $(VENV_LAVA)/.qifsim-ready
@@ -64,6 +65,15 @@ bench: setup
 	$(PY) benchmarks/quadratic.py
 	$(PY) benchmarks/quadratic_theory.py
 	$(PY) benchmarks/lava.py $$(test -f qifsim-demo/qif/last.pt && echo --checkpoint qifsim-demo/qif/last.pt)
+
+# Peers' wheels for benchmarks/gpu_device.sh on a GPU machine (Python 3.12, no network there):
+# pure-Python wheels of the versions constraints.txt pins; norse ships an sdist only, built here.
+GPU_WHEELS := snntorch==1.0.0 spikingjelly==2.0.0 nir==1.0.8 nirtorch==2.6 loguru==0.7.3 scienceplots==2.2.2
+gpu-wheels: setup
+	$(PY) -m pip download --disable-pip-version-check --quiet --no-deps --only-binary=:all: \
+		--python-version 3.12 --implementation cp --platform manylinux2014_x86_64 \
+		-d .whl $(GPU_WHEELS) $(QUIET_PIP)
+	$(PY) -m pip wheel --disable-pip-version-check --quiet --no-deps -w .whl norse==1.1.0 $(QUIET_PIP)
 
 lint: setup
 	$(VENV)/bin/ruff check qifsim hardware tests benchmarks

@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 
 # -- timing -------------------------------------------------------------------
 
@@ -193,6 +195,65 @@ def iterate(items: Iterable, desc: str, enabled: bool = True):
 # -- autograd memory ----------------------------------------------------------
 
 
+class AllocationLedger(TorchDispatchMode):
+    """Peak of live tensor bytes created under this mode (CPU peak-memory accounting).
+
+    Every op output whose storage is new adds ``storage.nbytes()``; the bytes are released
+    when the last tensor seen on that storage is garbage collected (``weakref.finalize``).
+    Backward ops run under the mode too. ``peak`` and ``live`` are in bytes.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._refs: dict[int, int] = {}
+        self._bytes: dict[int, int] = {}
+        self.live = 0
+        self.peak = 0
+
+    def _release(self, key: int) -> None:
+        self._refs[key] -= 1
+        if self._refs[key] == 0:
+            del self._refs[key]
+            self.live -= self._bytes.pop(key)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in tree_flatten(out)[0]:
+            if not isinstance(t, torch.Tensor):
+                continue
+            storage = t.untyped_storage()
+            key = storage.data_ptr()
+            if key == 0:
+                continue
+            if key not in self._refs:
+                self._refs[key] = 0
+                self._bytes[key] = storage.nbytes()
+                self.live += storage.nbytes()
+                self.peak = max(self.peak, self.live)
+            self._refs[key] += 1
+            weakref.finalize(t, self._release, key)
+        return out
+
+
+def peak_bytes(step: Callable[[], Any], device: torch.device) -> int:
+    """Peak bytes one call of ``step`` allocates above what was live before it.
+
+    CUDA: ``torch.cuda.max_memory_allocated`` above the memory held before the
+    step. CPU: the :class:`AllocationLedger` peak (live tensor-storage bytes the
+    step creates; allocator overhead excluded).
+    """
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        base = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        step()
+        torch.cuda.synchronize(device)
+        return int(torch.cuda.max_memory_allocated(device) - base)
+    with AllocationLedger() as ledger:
+        step()
+    return int(ledger.peak)
+
+
 @dataclass
 class SavedTensors:
     """Tensors autograd holds for backward after one forward, per distinct storage."""
@@ -284,14 +345,15 @@ def ratio(numerator: float | None, denominator: float | None) -> float | None:
     return numerator / denominator
 
 
-def target_check(value: float | None, limit: float) -> dict[str, Any]:
-    """``{"value", "target", "op": "<=", "met"}``; ``met`` is None when not measured."""
-    return {
-        "value": value,
-        "target": limit,
-        "op": "<=",
-        "met": None if value is None else bool(value <= limit),
-    }
+def target_check(value: float | None, limit: float, op: str = "<=") -> dict[str, Any]:
+    """``{"value", "target", "op", "met"}`` for ``value <= limit`` (or ``>=``).
+
+    ``met`` is None when not measured.
+    """
+    if op not in ("<=", ">="):
+        raise ValueError(f"op must be '<=' or '>=', got {op!r}")
+    met = None if value is None else bool(value <= limit if op == "<=" else value >= limit)
+    return {"value": value, "target": limit, "op": op, "met": met}
 
 
 def package_versions(names: Iterable[str]) -> dict[str, str | None]:

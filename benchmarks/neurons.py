@@ -73,11 +73,15 @@ class PeerUnavailable(Exception):
 
 @dataclass
 class Runner:
-    """One layer, ready to run: ``reset()`` (untimed) then ``forward(x) -> spikes``."""
+    """One layer, ready to run: ``reset()`` (untimed) then ``forward(x) -> spikes``.
+
+    ``module`` is the layer itself (``runner.module.to(device)`` moves it).
+    """
 
     forward: Callable[[torch.Tensor], torch.Tensor]
     reset: Callable[[], None] = lambda: None
     details: dict[str, Any] | None = None
+    module: torch.nn.Module | None = None
 
 
 @dataclass(frozen=True)
@@ -91,7 +95,9 @@ class Impl:
 
 def _qifsim_runner(module_factory: Callable[[], torch.nn.Module], details) -> Runner:
     module = module_factory()
-    return Runner(forward=lambda x: module(x)[0], details={**details, "module": repr(module)})
+    return Runner(
+        forward=lambda x: module(x)[0], details={**details, "module": repr(module)}, module=module
+    )
 
 
 def _build_qif_fused() -> Runner:
@@ -127,6 +133,7 @@ def _build_norse_lif() -> Runner:
     return Runner(
         forward=lambda x: module(x)[0],
         details={"parameters": "norse defaults", "p": repr(module.p)},
+        module=module,
     )
 
 
@@ -157,6 +164,7 @@ def _build_snntorch_leaky() -> Runner:
             "stepping": "python loop over T, mem from Leaky.reset_mem()",
             "reset_mechanism": leaky.reset_mechanism,
         },
+        module=leaky,
     )
 
 
@@ -173,6 +181,7 @@ def _sj_runner(module, functional, details) -> Runner:
         forward=module,
         reset=lambda: functional.reset_net(module),
         details={**details, "module": repr(module), "step_mode": module.step_mode},
+        module=module,
     )
 
 

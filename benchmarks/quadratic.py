@@ -45,14 +45,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten
 
 _HERE = Path(__file__).resolve().parent
 if str(_HERE) not in sys.path:
@@ -66,60 +63,6 @@ DEFAULT_OUT = _HERE / "results" / "quadratic.json"
 FULL = {"channels": 64, "size": 16, "batch": 32, "repeats": 7, "warmup": 2}
 QUICK = {"channels": 8, "size": 6, "batch": 2, "repeats": 1, "warmup": 1}
 FIRING_RATE = 0.1
-
-
-class AllocationLedger(TorchDispatchMode):
-    """Peak of live tensor bytes created under this mode (CPU peak-memory accounting).
-
-    Every op output whose storage is new adds ``storage.nbytes()``; the bytes are released
-    when the last tensor seen on that storage is garbage collected (``weakref.finalize``).
-    Backward ops run under the mode too. ``peak`` and ``live`` are in bytes.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._refs: dict[int, int] = {}
-        self._bytes: dict[int, int] = {}
-        self.live = 0
-        self.peak = 0
-
-    def _release(self, key: int) -> None:
-        self._refs[key] -= 1
-        if self._refs[key] == 0:
-            del self._refs[key]
-            self.live -= self._bytes.pop(key)
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        for t in tree_flatten(out)[0]:
-            if not isinstance(t, torch.Tensor):
-                continue
-            storage = t.untyped_storage()
-            key = storage.data_ptr()
-            if key == 0:
-                continue
-            if key not in self._refs:
-                self._refs[key] = 0
-                self._bytes[key] = storage.nbytes()
-                self.live += storage.nbytes()
-                self.peak = max(self.peak, self.live)
-            self._refs[key] += 1
-            weakref.finalize(t, self._release, key)
-        return out
-
-
-def peak_bytes(step: Callable[[], Any], device: torch.device) -> int:
-    """Peak bytes allocated by one call of ``step`` (see the module docstring)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        base = torch.cuda.memory_allocated(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        step()
-        torch.cuda.synchronize(device)
-        return int(torch.cuda.max_memory_allocated(device) - base)
-    with AllocationLedger() as ledger:
-        step()
-    return int(ledger.peak)
 
 
 def make_cases(
@@ -213,7 +156,7 @@ def bench_dense(args: argparse.Namespace, device: torch.device, dtype: torch.dty
     for name in cases:
         out[name] = {
             **timings[name],
-            "peak_bytes": peak_bytes(step(name), device),
+            "peak_bytes": _common.peak_bytes(step(name), device),
             "max_rel_error_vs_einsum": errors.get(name),
         }
     del x

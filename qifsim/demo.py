@@ -12,7 +12,9 @@ Steps (each printed as it runs, every number measured by this run):
 3. energy (QIF paper Eq. 17, profile ``cmos45nm-fp32``, quadratic operations
    counted): the LIF vs QIF table in the paper's Table 1 layout, the quadratic
    net beside it, firing rates per layer and membrane distributions as PNGs;
-4. time the fused QIF op against the step-by-step reference;
+4. time the fused QIF op against the step-by-step reference, and check every
+   kernel of it (numba, torch ops, Triton; Triton in its CPU interpreter when
+   there is no GPU) against the reference: spikes, potentials, gradients;
 5. export the trained QIF net to a Lava exchange file and run it in Lava
    (``.venv-lava``) in floating and fixed point on test recordings: accuracy,
    agreement with PyTorch, steps/s (skipped with a message when the Lava
@@ -188,6 +190,27 @@ def _lava_section(out_dir: Path, samples: int) -> dict:
     return {"exchange": str(report.path), **run}
 
 
+def _kernels_section() -> dict:
+    """Every kernel of the fused op (numba, torch ops, Triton) against the reference, now."""
+    from .neurons.parity import backend_parity
+
+    parity = backend_parity()
+    where = "Triton in its CPU interpreter" if parity["triton_interpreted"] else "Triton compiled"
+    print(
+        f"\nfused-op kernels vs the reference, forward+backward on {tuple(parity['shape'])} "
+        f"(backend 'auto' runs {parity['auto']} here; {where}):"
+    )
+    for neuron, checked in parity["neurons"].items():
+        for backend, row in checked["backends"].items():
+            same = "identical" if row["spikes_equal"] else "DIFFERENT"
+            print(
+                f"  {neuron.upper()} {backend:6}: spikes {same} (rate "
+                f"{checked['reference_firing_rate']:.3f}), max |v - ref| {row['max_abs_v']:.1e}, "
+                f"max |grad - ref| {row['max_abs_grad']:.1e}"
+            )
+    return parity
+
+
 def run_demo(
     out_dir: str | Path = "qifsim-demo",
     epochs: int | None = None,
@@ -247,6 +270,8 @@ def run_demo(
         f"{reference / fused:.1f}x faster"
     )
 
+    kernels = _kernels_section()
+
     lava = _lava_section(out_dir, lava_samples) if lava_samples > 0 else None
 
     summary = {
@@ -255,6 +280,7 @@ def run_demo(
         "energy": energy,
         "lava": lava,
         "fused_over_reference_time": fused / reference,
+        "kernels": kernels,
         "curves_png": str(curves),
         "sample_png": str(sample_png),
     }

@@ -72,6 +72,21 @@ def test_bad_inputs_raise_clear_errors():
         q(torch.randn(3, 5, 4), state)
 
 
+def test_input_check_defaults_to_cpu_only():
+    """``check_inputs=None`` checks CPU inputs; ``False`` skips; ``True`` checks everywhere."""
+    x = torch.randn(3, 2, 4)
+    x[0, 1, 1] = float("inf")
+    with pytest.raises(ValueError, match="contains NaN or inf"):
+        QIF(check_inputs=True)(x)
+    spikes, _ = QIF(check_inputs=False)(x)
+    assert spikes.shape == x.shape
+    if torch.cuda.is_available():  # no host sync by default on CUDA
+        spikes, _ = QIF().cuda()(x.cuda())
+        assert spikes.shape == x.shape
+        with pytest.raises(ValueError, match="contains NaN or inf"):
+            QIF(check_inputs=True).cuda()(x.cuda())
+
+
 def test_aliases_and_defaults():
     assert QIFParameters(surrogate="super").surrogate == "superspike"
     assert QIFParameters(surrogate="sigmoid").alpha == 4.0

@@ -119,10 +119,10 @@ def test_graph_stores_only_inputs():
 def _ledger():
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
-        import quadratic as bench
+        import _common
     finally:
         sys.path.pop(0)
-    return bench.AllocationLedger
+    return _common.AllocationLedger
 
 
 def test_peak_memory_bounded_by_chunk():
@@ -161,6 +161,7 @@ def test_bfloat16_preserves_dtype_and_accumulates():
     assert ((xb.grad.float() - xf.grad).abs().max() / xf.grad.abs().max()) < 3e-2
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
 def test_cuda_matches_reference(dtype):

@@ -19,6 +19,7 @@ multiples of the block, with several programs per launch. T = 1 is included.
 
 from __future__ import annotations
 
+import os
 import types
 
 import pytest
@@ -324,3 +325,19 @@ def test_triton_refuses_a_half_state(monkeypatch):
     x = torch.randn(3, 2, 4, dtype=torch.float16)
     with pytest.raises(ValueError, match="state must be float32 or float64"):
         neuron_sequence_fused(x, x[0], p, backend="triton")
+
+
+def test_backend_parity_report_checks_every_kernel_here():
+    """The demo's kernel check: every backend runs and matches the reference on this machine."""
+    from qifsim.neurons.parity import backend_parity
+
+    before = os.environ.get("TRITON_INTERPRET")
+    report = backend_parity(shape=(5, 2, 19))
+    assert os.environ.get("TRITON_INTERPRET") == before, "the interpreter flag must be restored"
+    assert report["auto"] == "numba"
+    for checked in report["neurons"].values():
+        assert 0.0 < checked["reference_firing_rate"] < 1.0
+        assert set(checked["backends"]) == {"numba", "torch", "triton"}
+        for row in checked["backends"].values():
+            assert row["spikes_equal"]
+            assert row["max_abs_v"] <= 1e-6 and row["max_abs_grad"] <= 1e-5

@@ -80,7 +80,7 @@ class _NeuronBase(nn.Module):
         impl: str = "fused",
         backend: str = "auto",
         record_states: bool = False,
-        check_inputs: bool = True,
+        check_inputs: bool | None = None,
     ) -> None:
         """
         Args:
@@ -94,8 +94,11 @@ class _NeuronBase(nn.Module):
                 CPU), ``"numba"``, ``"torch"`` or ``"triton"``
                 (see :func:`qifsim.neurons.fused.resolve_backend`).
             record_states: return the state of every step (``state.v: [T, B, ...]``).
-            check_inputs: raise on NaN/inf inputs (one reduction per call; on
-                CUDA it synchronises, so turn it off for speed there).
+            check_inputs: raise on NaN/inf inputs (one reduction per call).
+                ``None`` (default) checks CPU inputs and skips CUDA ones: there
+                the check would synchronise with the host at every layer and
+                step. A non-finite loss still stops training (``qifsim.train``).
+                ``True`` checks on every device, ``False`` nowhere.
         """
         super().__init__()
         if impl not in IMPLS:
@@ -169,7 +172,8 @@ class _NeuronBase(nn.Module):
             raise ValueError(
                 f"{type(self).__name__} expects input {layout}, got shape {tuple(x.shape)}"
             )
-        if self.check_inputs and not torch.compiler.is_compiling():
+        check = x.device.type == "cpu" if self.check_inputs is None else self.check_inputs
+        if check and not torch.compiler.is_compiling():
             # One reduction instead of an elementwise mask: any NaN/inf makes the
             # sum non-finite (finite inputs summing past the dtype's max would too,
             # and those would overflow the quadratic term anyway).
