@@ -13,10 +13,15 @@ timed round-robin after untimed warm-up, all in one process on the same input:
                          user would otherwise pick); it appends one value per layer and batch
   naive_store_all        forward hooks that keep every spike tensor (counted afterwards)
 
-Models (``qifsim.models.build_model``, QIF neurons, tdBN calibrated on one batch):
+Models (``qifsim.models.build_model``, QIF neurons, tdBN calibrated on one batch; and a
+norse model):
 
   digits-net   2x34x34, T=10, batch 32   (--quick: T=2, batch 2)
   vggsnn       2x48x48, T=10, batch 4    (--quick: 2x16x16, T=2, batch 1)
+  norse-net    2x34x34, T=10, batch 32   (--quick: T=2, batch 2): norse SequentialState of
+               Lift(conv5x5 16, stride 2) -> norse LIF -> Lift(conv3x3 32, stride 2) ->
+               norse LIF -> Flatten -> Linear 2592->128 -> qifsim QIF -> Linear 128->10
+               (untrained; thresholds set so every layer fires)
 
 Memory: bytes the monitor holds (tensor storage plus Python containers reachable from
 it, the model excluded) after N1 and N2 batches of digits-net (10 and 50; --quick 2 and
@@ -67,6 +72,7 @@ FULL = {
     "models": {
         "digits-net": {"input": (2, 34, 34), "T": 10, "batch": 32, "repeats": 10},
         "vggsnn": {"input": (2, 48, 48), "T": 10, "batch": 4, "repeats": 5},
+        "norse-net": {"input": (2, 34, 34), "T": 10, "batch": 32, "repeats": 10},
     },
     "warmup": 2,
     "memory_batches": (10, 50),
@@ -75,6 +81,7 @@ QUICK = {
     "models": {
         "digits-net": {"input": (2, 34, 34), "T": 2, "batch": 2, "repeats": 3},
         "vggsnn": {"input": (2, 16, 16), "T": 2, "batch": 1, "repeats": 3},
+        "norse-net": {"input": (2, 34, 34), "T": 2, "batch": 2, "repeats": 3},
     },
     "warmup": 1,
     "memory_batches": (2, 6),
@@ -114,17 +121,19 @@ class StoreAll:
     """The naive approach: keep every spike tensor, count after the loop."""
 
     def __init__(self, model: nn.Module) -> None:
-        from qifsim.energy import spiking_layers
+        from qifsim.energy import neuron_layers
 
-        self.layers = spiking_layers(model)
+        self.layers = {n: m for n, (m, _) in neuron_layers(model).items()}
         self.records: dict[str, list[torch.Tensor]] = {n: [] for n in self.layers}
         self.handles: list = []
 
     def __enter__(self) -> StoreAll:
+        from qifsim.energy.peers import spikes_of
+
         for name, m in self.layers.items():
             self.handles.append(
                 m.register_forward_hook(
-                    lambda mod, i, o, n=name: self.records[n].append(o[0].detach().clone())
+                    lambda mod, i, o, n=name: self.records[n].append(spikes_of(o).detach().clone())
                 )
             )
         return self
@@ -164,11 +173,13 @@ def monitor_factory(case: str, model: nn.Module) -> Callable[[], Any] | None:
             from spikingjelly.activation_based.monitor import OutputMonitor
         except ImportError:
             return None
-        from qifsim.neurons import LIF, QIF
+        from qifsim.energy import neuron_layers
+
+        classes = tuple({type(m) for m, _ in neuron_layers(model).values()})
 
         @contextlib.contextmanager
         def sj():
-            mon = OutputMonitor(model, (QIF, LIF), lambda out: out[0].sum().item())
+            mon = OutputMonitor(model, classes, lambda out: out[0].sum().item())
             try:
                 yield mon
             finally:
@@ -178,14 +189,40 @@ def monitor_factory(case: str, model: nn.Module) -> Callable[[], Any] | None:
     raise ValueError(case)
 
 
+def norse_net(in_channels: int, hw: tuple[int, int]) -> nn.Module:
+    """The norse model of the benchmark (module docstring): norse LIF and qifsim QIF."""
+    from norse.torch import LIF, LIFParameters, Lift, SequentialState
+
+    from qifsim.models.blocks import conv_size
+    from qifsim.neurons import QIF
+
+    h, w = (conv_size(conv_size(s, 5, 2), 3, 2) for s in hw)
+    model = SequentialState(
+        Lift(nn.Conv2d(in_channels, 16, 5, stride=2, padding=2, bias=False)),
+        LIF(LIFParameters(v_th=torch.tensor(0.05))),
+        Lift(nn.Conv2d(16, 32, 3, stride=2, padding=1, bias=False)),
+        LIF(LIFParameters(v_th=torch.tensor(0.05))),
+        nn.Flatten(2),
+        nn.Linear(32 * h * w, 128),
+        QIF(),
+        nn.Linear(128, 10),
+    )
+    with torch.no_grad():
+        model[2].lifted_module.weight.mul_(4.0)
+        model[5].weight.mul_(4.0)
+    return model
+
+
 def build(name: str, cfg: dict, seed: int) -> tuple[nn.Module, torch.Tensor]:
     from qifsim.models import build_model
 
     torch.manual_seed(seed)
     c, h, w = cfg["input"]
-    model = build_model(name, neuron="qif", in_channels=c, input_size=(h, w))
     g = torch.Generator().manual_seed(seed)
     x = torch.poisson(torch.full((cfg["T"], cfg["batch"], c, h, w), 0.3), generator=g)
+    if name == "norse-net":
+        return norse_net(c, (h, w)).eval(), x
+    model = build_model(name, neuron="qif", in_channels=c, input_size=(h, w))
     with torch.no_grad():
         model(x)  # tdBN running statistics from this input, so the neurons fire
     return model.eval(), x
@@ -316,7 +353,7 @@ def main(argv=None) -> int:
         "config": {
             "quick": args.quick,
             "memory_batches": list(preset["memory_batches"]),
-            **_common.environment(["spikingjelly"]),
+            **_common.environment(["spikingjelly", "norse"]),
         },
         "git": _common.git_state(_HERE.parent),
         "models": models,

@@ -6,7 +6,7 @@ Subcommands:
   events    look at a recording: `qifsim events info FILE`, `qifsim events frames FILE --plot P`
   lava      the Lava side (runs in .venv-lava): `qifsim lava doctor`, `qifsim lava run OUT.h5`
   export    a checkpoint to a Lava exchange file (and NIR): `qifsim export CKPT OUT.h5`
-  energy    per-layer spike rates, ops and energy of a checkpoint: `qifsim energy CKPT`
+  energy    per-layer spike rates, ops and energy: `qifsim energy CKPT` or `MODULE:FUNCTION`
   compare   LIF vs QIF energy table and plots: `qifsim compare LIF_CKPT QIF_CKPT --out DIR`
   train     train a model from a preset: `qifsim train --preset digits-qif`
   eval      evaluate a training checkpoint on its test set

@@ -24,7 +24,7 @@ def quick_result(tmp_path_factory) -> dict:
 
 def test_quick_timings_and_ratios(quick_result):
     assert quick_result["config"]["quick"] is True
-    for name in ("digits-net", "vggsnn"):
+    for name in ("digits-net", "vggsnn", "norse-net"):
         model = quick_result["models"][name]
         ran = set(model["cases"])
         assert {"plain", "qifsim_counter", "qifsim_counter_hist"} <= ran

@@ -9,6 +9,7 @@ from torch import nn
 from qifsim.energy import (
     OpCounter,
     UnsupportedLayerError,
+    check_supported,
     counting,
     estimate_energy,
     load_profile,
@@ -189,9 +190,12 @@ def test_encoding_macs_switch():
 
 
 def test_unsupported_layers_raise_naming_the_layer():
-    bad = nn.Sequential(MergeTime(nn.Conv2d(1, 2, 3)), MergeTime(nn.ReLU()))
-    with pytest.raises(UnsupportedLayerError, match=r"'1\.module'.*ReLU"):
+    # torch's other pooling modules add or compare: not silently free
+    bad = nn.Sequential(MergeTime(nn.Conv2d(1, 2, 3)), MergeTime(nn.AvgPool1d(2)))
+    with pytest.raises(UnsupportedLayerError, match=r"'1\.module'.*AvgPool1d.*torch operation"):
         OpCounter(bad)
+    # an elementwise activation computes no synaptic operation: free
+    assert check_supported(nn.Sequential(nn.Linear(2, 2), nn.ReLU()))["1"] == "free"
 
     class Custom(nn.Module):
         def __init__(self):
@@ -201,7 +205,7 @@ def test_unsupported_layers_raise_naming_the_layer():
         def forward(self, x):
             return x * self.w
 
-    with pytest.raises(UnsupportedLayerError, match=r"<the model itself>.*layer with parameters"):
+    with pytest.raises(UnsupportedLayerError, match=r"<the model itself>.*parameters or buffers"):
         OpCounter(Custom())
     with pytest.raises(UnsupportedLayerError, match="Conv1d"):
         measure_energy(nn.Sequential(nn.Conv1d(1, 1, 3)), [torch.zeros(1, 1, 1, 5)])
@@ -346,3 +350,31 @@ def test_average_pooling_without_padded_divisor_is_refused():
     with pytest.raises(ValueError, match="count_include_pad"):
         counting.pool_geometry(nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False))
     counting.pool_geometry(nn.AvgPool2d(2, count_include_pad=False))  # no padding: fine
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+def test_fast_binary_check_and_nonzero_sums_equal_their_definitions(dtype):
+    g = torch.Generator().manual_seed(3)
+    spikes = (torch.rand(6, 3, 5, 5, generator=g) < 0.3).to(dtype)
+    tiny = torch.finfo(dtype).tiny / 4 if dtype != torch.bfloat16 else 1e-40  # subnormal
+    near_one = 1 - torch.finfo(dtype).eps / 2
+    cases = [spikes, torch.zeros(4, dtype=dtype), torch.ones(4, dtype=dtype), spikes.neg()]
+    for bad in (2.0, -1.0, 0.5, near_one, tiny, float("nan"), float("inf"), -float("inf")):
+        x = spikes.clone()
+        x[3, 1, 2, 4] = bad
+        cases.append(x)
+    cases.append(spikes * 0 - 0.0)  # negative zeros are zeros
+    for x in cases:
+        assert counting.is_binary(x) == counting.is_binary_reference(x), x.flatten()[:8]
+        if not torch.isnan(x).any():
+            frames = x.shape[0] if x.dim() > 1 else 1
+            ref = counting.frame_sums(x != 0, frames)
+            assert torch.equal(counting.nonzero_sums(x, frames), ref)
+    for ints in (torch.tensor([0, 1, 1]), torch.tensor([0, 2]), torch.tensor([-1, 0])):
+        for dt in (torch.int64, torch.int32):
+            x = ints.to(dt)
+            assert counting.is_binary(x) == counting.is_binary_reference(x)
+    assert counting.is_binary(torch.tensor([True, False]))
+    assert counting.is_binary(torch.zeros(0))
+    u8 = torch.tensor([0, 3, 0, 1], dtype=torch.uint8)
+    assert torch.equal(counting.nonzero_sums(u8, 2), counting.frame_sums(u8 != 0, 2))

@@ -8,6 +8,10 @@
     table = compare(report_lif, report_qif)       # QIF paper Table 1 + spike-rate reduction
 
 * :class:`SpikeMonitor`: per-layer spike counts and firing rates (running sums);
+* spiking layers of norse, snntorch and spikingjelly are recognised (:mod:`.peers`,
+  :func:`register_neuron` for your own), their update costs in :mod:`.neuron_ops`;
+  snntorch-style models called once per step: ``measure_energy(..., forward="steps")``;
+* :mod:`qifsim.energy.neurobench`: the NeuroBench cross-check (optional extra);
 * :class:`OpCounter`: dense ops, MACs, ACs (fr x dense), exact event-driven ACs per layer;
 * :func:`load_profile`: hardware profiles in ``hardware/profiles/`` (``cmos45nm-fp32`` is the
   paper's Eq. 17);
@@ -21,6 +25,8 @@ from .demo import compare_models, demo_energy_section
 from .histogram import Histogram, MembraneHistograms
 from .meter import OpCounter, UnsupportedLayerError, check_supported, register_layer_kind
 from .monitor import LayerSpikes, SpikeMonitor, spiking_layers
+from .neuron_ops import NEURON_OPS, UpdateOps
+from .peers import NeuronInfo, neuron_info, neuron_layers, register_neuron, reset_states, run_steps
 from .plots import plot_firing_rates, plot_membrane
 from .profiles import (
     DEFAULT_PROFILE,
@@ -41,10 +47,13 @@ __all__ = [
     "Histogram",
     "LayerSpikes",
     "MembraneHistograms",
+    "NEURON_OPS",
+    "NeuronInfo",
     "OpCounter",
     "ProfileError",
     "SpikeMonitor",
     "UnsupportedLayerError",
+    "UpdateOps",
     "check_supported",
     "compare",
     "compare_models",
@@ -53,9 +62,14 @@ __all__ = [
     "estimate_energy",
     "load_profile",
     "measure_energy",
+    "neuron_info",
+    "neuron_layers",
     "plot_firing_rates",
     "plot_membrane",
     "profile_names",
     "register_layer_kind",
+    "register_neuron",
+    "reset_states",
+    "run_steps",
     "spiking_layers",
 ]

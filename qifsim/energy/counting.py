@@ -173,6 +173,46 @@ def pool_fanout_map(
     return conv_fanout_map(one, in_hw, device)
 
 
+def is_binary(x: torch.Tensor) -> bool:
+    """Whether every element of ``x`` is 0 or 1 (:func:`is_binary_reference`, faster).
+
+    Float reductions only (torch's elementwise comparisons into bool tensors are several
+    times slower on CPU): values outside ``[0, 1]`` (``aminmax``) are rejected at once;
+    inside, ``x`` is binary iff ``max(min(x, 1 - x)) == 0`` (``1 - x`` is exact for
+    ``x >= 0.5`` and positive below, so every ``0 < x < 1`` gives a positive term). A NaN
+    makes it False, as in the reference.
+    """
+    if x.dtype == torch.bool:
+        return True
+    if x.numel() == 0:
+        return True
+    lo, hi = torch.aminmax(x)
+    if not bool((lo >= 0) & (hi <= 1)):  # False for a NaN too
+        return False
+    if not x.is_floating_point():
+        return True  # integers in [0, 1]
+    return bool(torch.minimum(x, 1 - x).max() == 0)
+
+
+def is_binary_reference(x: torch.Tensor) -> bool:
+    """:func:`is_binary` by elementwise comparison (the definition; for tests)."""
+    if x.dtype == torch.bool:
+        return True
+    return bool(((x == 0) | (x == 1)).all())
+
+
+def nonzero_sums(x: torch.Tensor, frames: int) -> torch.Tensor:
+    """Per-position counts of non-zero values over ``frames`` leading frames, ``[P]`` float.
+
+    ``|sign(x)|`` is 1 exactly where ``x != 0`` (a float pass; faster than a bool
+    comparison); :func:`frame_sums` of it (exact below ``2**24`` frames). Same as
+    ``frame_sums(x != 0, frames)`` for inputs without NaN.
+    """
+    if x.dtype == torch.bool:
+        return frame_sums(x, frames)
+    return frame_sums(torch.sign(x).abs_(), frames)
+
+
 def frame_sums(x: torch.Tensor, frames: int) -> torch.Tensor:
     """Per-position sums over ``frames`` leading frames: ``[frames, P...] -> [P]`` float.
 

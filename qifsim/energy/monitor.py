@@ -1,7 +1,8 @@
 """Spike monitors: per-layer spike counts and firing rates with constant memory.
 
-``SpikeMonitor(model)`` hooks every qifsim neuron module (QIF, LIF and their
-cells) in ``model`` and keeps running sums while it is open::
+``SpikeMonitor(model)`` hooks every spiking layer in ``model`` (qifsim's QIF, LIF and
+their cells; norse, snntorch and spikingjelly neurons, :mod:`qifsim.energy.peers`) and
+keeps running sums while it is open::
 
     with SpikeMonitor(model) as monitor:
         for x, _ in loader:
@@ -20,7 +21,8 @@ import torch
 from torch import nn
 
 from ..neurons.modules import _NeuronBase
-from .counting import frame_sums
+from .counting import frame_sums, is_binary
+from .peers import NeuronInfo, neuron_layers, spikes_of
 
 
 @dataclass
@@ -47,37 +49,47 @@ def spiking_layers(model: nn.Module) -> dict[str, nn.Module]:
 
 
 class SpikeMonitor:
-    """Context manager counting spikes of every qifsim neuron module in ``model``."""
+    """Context manager counting spikes of every spiking layer in ``model``.
+
+    A peer's output that is not binary counts its non-zero values (as the energy
+    counter does).
+    """
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model
-        self.layers = spiking_layers(model)
-        if not self.layers:
-            raise ValueError("the model has no qifsim neuron modules (QIF, LIF, QIFCell, LIFCell)")
+        found = neuron_layers(model)
+        if not found:
+            raise ValueError(
+                "the model has no spiking layers (qifsim QIF/LIF and cells, norse, snntorch "
+                "or spikingjelly neurons, or classes given to qifsim.energy.register_neuron)"
+            )
+        self.layers = {name: module for name, (module, _) in found.items()}
+        self._infos = {name: info for name, (_, info) in found.items()}
         self.records = {name: LayerSpikes() for name in self.layers}
         self._handles: list = []
 
-    def _hook(self, name: str, multi_step: bool):
+    def _hook(self, name: str, info: NeuronInfo):
         record = self.records[name]
+        multi_step = info.multi_step
+        trusted = info.binary
 
         def hook(module, inputs, output):
-            spikes = output[0]
+            spikes = spikes_of(output).detach()
+            if not trusted and not is_binary(spikes):
+                spikes = spikes != 0
             per_sample = spikes.shape[2:] if multi_step else spikes.shape[1:]
             record.neurons = int(torch.Size(per_sample).numel())
             # per-position sums over steps and samples (exact below 2**24 of them, half
             # types widened), then float64: exact counts, as fast as a plain sum
             frames = spikes.numel() // max(record.neurons, 1)
-            record.spikes += int(round(frame_sums(spikes.detach(), frames).double().sum().item()))
+            record.spikes += int(round(frame_sums(spikes, frames).double().sum().item()))
             record.neuron_steps += spikes.numel()
 
         return hook
 
     def __enter__(self) -> SpikeMonitor:
-        from ..neurons.modules import LIFCell, QIFCell
-
         for name, module in self.layers.items():
-            multi_step = not isinstance(module, (QIFCell, LIFCell))
-            self._handles.append(module.register_forward_hook(self._hook(name, multi_step)))
+            self._handles.append(module.register_forward_hook(self._hook(name, self._infos[name])))
         return self
 
     def __exit__(self, *exc) -> None:

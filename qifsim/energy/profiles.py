@@ -11,9 +11,11 @@ File fields (all energies in joules):
 
 ``name``, ``description``: strings; ``sources``: full citations; ``assumptions``: list of strings.
 ``synaptic_J``: ``{"mac": E_MAC, "ac": E_AC}``.
-``neuron_update_J``: ``null``, ``{"mode": "ops", "mul": E_mul, "add": E_add}`` (QIF update
-= 2 mul + 3 add, LIF = 1 mul + 1 add, :data:`NEURON_UPDATE_OPS`) or
-``{"mode": "fixed", "qif": E, "lif": E}`` (energy per neuron per step).
+``neuron_update_J``: ``null``, ``{"mode": "ops", "mul": E_mul, "add": E_add}`` (each neuron
+type's multiplications and additions per update: QIF 2 mul + 3 add, LIF 1 mul + 1 add,
+norse/snntorch/spikingjelly neurons as :mod:`qifsim.energy.neuron_ops` states them) or
+``{"mode": "fixed", "qif": E, "lif": E, "other": E}`` (energy per neuron per step; ``other``,
+optional, for every other neuron type).
 ``memory``: ``null`` or ``{"access_J": {"read": E, "write": E}, "per_mac": {...},
 "per_ac": {...}, "per_neuron_update": {...}}`` (accesses per operation).
 
@@ -30,14 +32,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .neuron_ops import NEURON_OPS
+
 #: The default profile: the QIF paper's Eq. 17 (E_MAC 4.6 pJ, E_AC 0.9 pJ).
 DEFAULT_PROFILE = "cmos45nm-fp32"
 
-#: Operations per neuron per time step (QIF paper: QIF 2 mul + 3 add, LIF 1 mul + 1 add).
-NEURON_UPDATE_OPS: dict[str, dict[str, int]] = {
-    "qif": {"mul": 2, "add": 3},
-    "lif": {"mul": 1, "add": 1},
-}
+#: Operations per neuron per time step by neuron type (QIF paper: QIF 2 mul + 3 add, LIF
+#: 1 mul + 1 add; the peers' neurons: :mod:`qifsim.energy.neuron_ops`).
+NEURON_UPDATE_OPS: dict[str, dict[str, int]] = {k: v.counts() for k, v in NEURON_OPS.items()}
+#: Neuron types a ``"fixed"`` profile must price; ``"other"`` (optional) prices the rest.
+FIXED_NEURONS = ("qif", "lif")
 
 _KEYS = {
     "name",
@@ -81,25 +85,40 @@ class EnergyProfile:
     memory: dict[str, Any] | None = None
     path: str | None = field(default=None, compare=False)
 
-    def neuron_update_energy(self, neuron: str) -> float:
-        """Joules per update of one ``neuron`` (``"qif"``/``"lif"``) per time step, memory included.
+    def neuron_update_energy(self, neuron: str, ops: dict[str, int] | None = None) -> float:
+        """Joules per update of one ``neuron`` per time step, memory included.
 
-        0 when the profile does not count neuron updates.
+        ``neuron``: a neuron type (``"qif"``, ``"lif"``, ``"norse-lif"``, ...); ``ops``:
+        its ``{"mul", "add"}`` per update when known to the caller (default: the table
+        :data:`NEURON_UPDATE_OPS`). 0 when the profile does not count neuron updates.
+
+        Raises:
+            ValueError: the profile costs updates by operations and the type has no
+                stated count, or a ``"fixed"`` profile has no price for it.
         """
-        key = neuron.lower()
-        if key not in NEURON_UPDATE_OPS:
-            raise ValueError(
-                f"unknown neuron type {neuron!r}; choose one of {tuple(NEURON_UPDATE_OPS)}"
-            )
-        energy = 0.0
         nu = self.neuron_update
-        if nu is not None:
-            if nu["mode"] == "ops":
-                ops = NEURON_UPDATE_OPS[key]
-                energy = ops["mul"] * nu["mul"] + ops["add"] * nu["add"]
-            else:
-                energy = nu[key]
-        return energy + self._memory_energy("per_neuron_update") if nu is not None else energy
+        if nu is None:
+            return 0.0
+        key = neuron.lower() if neuron.lower() in FIXED_NEURONS else neuron
+        if nu["mode"] == "ops":
+            counts = ops if ops is not None else NEURON_UPDATE_OPS.get(key)
+            if counts is None:
+                raise ValueError(
+                    f"profile {self.name!r} costs neuron updates by their multiplications and "
+                    f"additions, but the neuron type {neuron!r} has no stated count; give one "
+                    "with qifsim.energy.register_neuron(cls, name, multi_step=..., mul=..., "
+                    "add=...) or use a profile that does not count neuron updates"
+                )
+            energy = counts["mul"] * nu["mul"] + counts["add"] * nu["add"]
+        else:
+            price = nu.get(key, nu.get("other"))
+            if price is None:
+                raise ValueError(
+                    f"profile {self.name!r} prices the updates of {', '.join(FIXED_NEURONS)} "
+                    f"neurons only (no 'other' entry), not {neuron!r}"
+                )
+            energy = price
+        return energy + self._memory_energy("per_neuron_update")
 
     def _memory_energy(self, op: str) -> float:
         if self.memory is None:
@@ -200,15 +219,18 @@ def _validate(data: Any, origin: str) -> EnergyProfile:
                 **{k: _energy(f"neuron_update_J.{k}", nu[k]) for k in ("mul", "add")},
             }
         elif mode == "fixed":
-            _mapping("'neuron_update_J'", nu, ("mode", *NEURON_UPDATE_OPS))
+            _mapping("'neuron_update_J'", nu, ("mode", *FIXED_NEURONS, "other"), exact=False)
+            missing = [k for k in FIXED_NEURONS if k not in nu]
+            if missing:
+                raise ProfileError(f"'neuron_update_J' (fixed) is missing {missing}")
             nu = {
                 "mode": "fixed",
-                **{k: _energy(f"neuron_update_J.{k}", nu[k]) for k in NEURON_UPDATE_OPS},
+                **{k: _energy(f"neuron_update_J.{k}", v) for k, v in nu.items() if k != "mode"},
             }
         else:
             raise ProfileError(
                 '\'neuron_update_J\' must be null, {"mode": "ops", "mul", "add"} or '
-                '{"mode": "fixed", "qif", "lif"}'
+                '{"mode": "fixed", "qif", "lif", optional "other"}'
             )
     memory = data["memory"]
     if memory is not None:
@@ -273,7 +295,7 @@ def describe_profiles() -> list[dict[str, Any]]:
                 "description": p.description,
                 "mac_J": p.mac_energy,
                 "ac_J": p.ac_energy,
-                "neuron_update_J": {n: p.neuron_update_energy(n) for n in NEURON_UPDATE_OPS},
+                "neuron_update_J": {n: p.neuron_update_energy(n) for n in FIXED_NEURONS},
                 "memory": p.memory is not None,
                 "sources": list(p.sources),
             }

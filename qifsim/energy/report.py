@@ -34,7 +34,7 @@ from torch import nn
 
 from ..atomic import atomic_path, write_json_atomic
 from .histogram import MembraneHistograms
-from .meter import ENCODING_MACS, OpCounter, RowCounts
+from .meter import ENCODING_MACS, NOT_COUNTED, OpCounter, RowCounts
 from .profiles import DEFAULT_PROFILE, EnergyProfile, load_profile
 
 #: Columns of a report row, in order (CSV header).
@@ -50,6 +50,7 @@ ROW_FIELDS = (
     "macs",
     "acs",
     "event_acs",
+    "event_macs",
     "neuron_updates",
     "spikes",
     "energy_J",
@@ -64,7 +65,8 @@ class EnergyRow:
     ``neurons``: output elements per step; ``in_rate``: mean input value on spike inputs
     (the paper's fr; None on graded input); ``out_rate``: firing rate of a neuron row,
     spikes / (neurons * T); ``dense_ops``, ``macs``, ``acs`` (estimate), ``event_acs``:
-    operations per sample; ``neuron_updates``: neurons * T (neuron rows);
+    operations per sample; ``event_macs``: the MACs with a non-zero input (informative:
+    the energies cost ``macs``); ``neuron_updates``: neurons * T (neuron rows);
     ``spikes``: spikes per sample; energies in joules per sample.
     """
 
@@ -79,6 +81,7 @@ class EnergyRow:
     macs: float
     acs: float
     event_acs: float
+    event_macs: float
     neuron_updates: float
     spikes: float
     energy_J: float
@@ -91,7 +94,9 @@ class EnergyRow:
 def _row(counts: RowCounts, samples: int, profile: EnergyProfile) -> EnergyRow:
     n = max(samples, 1)
     updates = counts.frames * counts.neurons / n if counts.kind == "neuron" else 0.0
-    e_update = profile.neuron_update_energy(counts.neuron) if counts.neuron else 0.0
+    e_update = (
+        profile.neuron_update_energy(counts.neuron, counts.update_ops) if counts.neuron else 0.0
+    )
     macs, acs, event = counts.macs / n, counts.acs / n, counts.event_acs / n
     fixed = macs * profile.mac_energy + updates * e_update
     return EnergyRow(
@@ -106,6 +111,7 @@ def _row(counts: RowCounts, samples: int, profile: EnergyProfile) -> EnergyRow:
         macs=macs,
         acs=acs,
         event_acs=event,
+        event_macs=counts.event_macs / n,
         neuron_updates=updates,
         spikes=counts.spikes / n,
         energy_J=fixed + acs * profile.ac_energy,
@@ -165,6 +171,11 @@ class EnergyReport:
             r.name: r.out_rate for r in self.rows if r.kind == "neuron" and r.out_rate is not None
         }
 
+    @property
+    def not_counted(self) -> list[str]:
+        """Modules listed without operations (``strict=False``), by qualified name."""
+        return [r.name for r in self.rows if r.kind == NOT_COUNTED]
+
     def totals(self) -> dict[str, Any]:
         """Totals per sample: operation counts, spikes, spike rate and energies (J)."""
         return {
@@ -172,6 +183,7 @@ class EnergyReport:
             "macs": self.total("macs"),
             "acs": self.total("acs"),
             "event_acs": self.total("event_acs"),
+            "event_macs": self.total("event_macs"),
             "neuron_updates": self.total("neuron_updates"),
             "spikes": self.total("spikes"),
             "spike_rate": self.spike_rate,
@@ -205,7 +217,7 @@ class EnergyReport:
         from .profiles import validate_profile
 
         return cls(
-            rows=[EnergyRow(**{k: r[k] for k in ROW_FIELDS}) for r in data["rows"]],
+            rows=[EnergyRow(**{k: r.get(k, 0.0) for k in ROW_FIELDS}) for r in data["rows"]],
             profile=validate_profile(data["profile"]),
             samples=int(data["samples"]),
             steps=int(data["steps"]),
@@ -238,22 +250,29 @@ class EnergyReport:
             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for r in self.rows:
+            kind = f"{r.kind} ({r.neuron})" if r.neuron else r.kind
             lines.append(
-                f"| {r.name} | {r.kind} | {r.neurons:,} | {_rate(r.in_rate)} | "
+                f"| {r.name} | {kind} | {r.neurons:,} | {_rate(r.in_rate)} | "
                 f"{_rate(r.out_rate)} | {r.macs:,.0f} | {r.acs:,.0f} | {r.event_acs:,.0f} | "
-                f"{r.energy_J * 1e6:.4f} | {r.energy_event_J * 1e6:.4f} |"
+                f"{_uj(r.energy_J)} | {_uj(r.energy_event_J)} |"
             )
         t = self.totals()
         lines.append(
             f"| **total** | | | | {_rate(t['spike_rate'])} | {t['macs']:,.0f} | "
-            f"{t['acs']:,.0f} | {t['event_acs']:,.0f} | {t['energy_J'] * 1e6:.4f} | "
-            f"{t['energy_event_J'] * 1e6:.4f} |"
+            f"{t['acs']:,.0f} | {t['event_acs']:,.0f} | {_uj(t['energy_J'])} | "
+            f"{_uj(t['energy_event_J'])} |"
         )
         lines += [
             "",
             f"Total per sample: {t['energy_J'] * 1e3:.6f} mJ (paper estimate), "
             f"{t['energy_event_J'] * 1e3:.6f} mJ (event-driven).",
         ]
+        if self.not_counted:
+            lines.append(
+                "Not counted (strict=False; their operations are missing from the totals): "
+                + ", ".join(self.not_counted)
+                + "."
+            )
         if self.note:
             lines.append(self.note)
         return "\n".join(lines) + "\n"
@@ -267,6 +286,12 @@ class EnergyReport:
             "markdown": _write_text(folder / f"{stem}.md", self.to_markdown()),
         }
         return paths
+
+
+def _uj(joules: float) -> str:
+    """Joules as µJ: 4 decimals from 1 µJ up, 4 significant digits below (small models)."""
+    uj = joules * 1e6
+    return f"{uj:.4f}" if abs(uj) >= 1 or uj == 0 else f"{uj:.4g}"
 
 
 def _rate(v: float | None) -> str:
@@ -324,6 +349,35 @@ def _prepare(T: int | None, static: bool, device: torch.device) -> Callable:
     return prepare
 
 
+def _batch_runner(forward) -> Callable[[OpCounter, nn.Module, torch.Tensor], None]:
+    """``run(counter, model, x)``: one batch through the model, as ``forward`` asks.
+
+    Every batch starts from fresh neuron states (snntorch and spikingjelly keep them in the
+    modules between calls: :func:`~qifsim.energy.peers.reset_states`), as their evaluation
+    loops do.
+    """
+    from .peers import reset_states, run_steps
+
+    if forward is None:
+
+        def plain(counter: OpCounter, model: nn.Module, x: torch.Tensor) -> None:
+            reset_states(model)
+            model(x)
+
+        return plain
+    if forward == "steps":
+        forward = run_steps
+    if not callable(forward):
+        raise ValueError(f"forward must be None, 'steps' or a callable, got {forward!r}")
+
+    def run(counter: OpCounter, model: nn.Module, x: torch.Tensor) -> None:
+        reset_states(model)
+        with counter.sample_batch():
+            forward(model, x)
+
+    return run
+
+
 @torch.no_grad()
 def measure_energy(
     model: nn.Module,
@@ -340,11 +394,19 @@ def measure_energy(
     max_batches: int | None = None,
     progress: bool = False,
     label: str | None = None,
+    strict: bool = True,
+    forward: str | Callable[[nn.Module, torch.Tensor], Any] | None = None,
 ) -> EnergyReport:
     """Count operations and spikes of ``model`` over ``loader`` and cost them with ``profile``.
 
+    ``T`` and the samples are counted from the model's first spiking layer in each batch
+    (:mod:`qifsim.energy.meter`): a multi-step model called on ``[T, B, ...]``, a model
+    that loops over time inside its forward, and a model called once per step
+    (``forward="steps"``) all give per-sample counts.
+
     Args:
-        model: a time-first spiking model (run in eval mode; its mode is restored).
+        model: a spiking model: qifsim's, a norse/snntorch/spikingjelly network, or your own
+            module built from countable layers (run in eval mode; its mode is restored).
         loader: yields ``(x, labels)`` or ``x``. With ``T=None`` ``x`` is time-first
             ``[T, B, ...]``; with ``T`` given ``x`` is batch-first event frames ``[B, T, C,
             H, W]`` or, with ``static=True``, images ``[B, C, H, W]`` repeated ``T`` times.
@@ -357,6 +419,12 @@ def measure_energy(
         max_batches: stop after this many batches.
         progress: show a tqdm bar.
         label: model label in the report (default: ``"<name> (<neuron>)"``).
+        strict: False: modules that cannot be counted become ``"not counted"`` rows
+            instead of raising.
+        forward: how one batch ``x`` runs: None: ``model(x)``; ``"steps"``: once per time
+            step, ``model(x[t])``, after resetting snntorch/spikingjelly states
+            (:func:`qifsim.energy.peers.run_steps`; ``x`` time-first); or a callable
+            ``forward(model, x)`` (all its model calls count as one batch).
 
     Returns:
         An :class:`EnergyReport`; counts and energies are per sample.
@@ -365,18 +433,61 @@ def measure_energy(
         UnsupportedLayerError: a layer whose operations cannot be counted.
         ValueError: bad arguments, or no samples.
     """
+    prof = load_profile(profile)
+    counter, recorder = count_batches(
+        model,
+        loader,
+        T=T,
+        static=static,
+        encoding_macs=encoding_macs,
+        histograms=histograms,
+        bins=bins,
+        value_range=value_range,
+        device=device,
+        max_batches=max_batches,
+        progress=progress,
+        strict=strict,
+        forward=forward,
+    )
+    return build_report(
+        counter,
+        prof,
+        label or _label(model),
+        histograms=recorder.histograms if recorder is not None else None,
+    )
+
+
+@torch.no_grad()
+def count_batches(
+    model: nn.Module,
+    loader: Iterable,
+    *,
+    T: int | None = None,
+    static: bool = False,
+    encoding_macs: str = "per_step",
+    histograms: bool | Sequence[str] | None = None,
+    bins: int = 200,
+    value_range: tuple[float, float] = (-1.0, 2.0),
+    device: str | torch.device | None = None,
+    max_batches: int | None = None,
+    progress: bool = False,
+    strict: bool = True,
+    forward: str | Callable[[nn.Module, torch.Tensor], Any] | None = None,
+) -> tuple[OpCounter, MembraneHistograms | None]:
+    """The counting loop of :func:`measure_energy` (same arguments): the filled
+    :class:`~qifsim.energy.meter.OpCounter` and the histogram recorder (or None)."""
     from tqdm.auto import tqdm
 
     if encoding_macs not in ENCODING_MACS:
         raise ValueError(f"encoding_macs must be one of {ENCODING_MACS}, got {encoding_macs!r}")
     if max_batches is not None and max_batches < 1:
         raise ValueError(f"max_batches must be >= 1, got {max_batches}")
-    prof = load_profile(profile)
+    run_batch = _batch_runner(forward)
     if device is None:
         param = next(model.parameters(), None)
         device = param.device if param is not None else torch.device("cpu")
     device = torch.device(device)
-    counter = OpCounter(model, encoding_macs=encoding_macs)
+    counter = OpCounter(model, encoding_macs=encoding_macs, strict=strict)
     recorder = None
     if histograms:
         layers = None if histograms is True else list(histograms)
@@ -394,19 +505,14 @@ def measure_energy(
                     if max_batches is not None and i >= max_batches:
                         break
                     x = batch[0] if isinstance(batch, (tuple, list)) else batch
-                    model(prepare(x))
+                    run_batch(counter, model, prepare(x))
             finally:
                 if recorder is not None:
                     recorder.__exit__(None, None, None)
     finally:
         bar.close()
         model.train(was_training)
-    return build_report(
-        counter,
-        prof,
-        label or _label(model),
-        histograms=recorder.histograms if recorder is not None else None,
-    )
+    return counter, recorder
 
 
 @torch.no_grad()
@@ -482,6 +588,7 @@ __all__ = [
     "EnergyReport",
     "EnergyRow",
     "build_report",
+    "count_batches",
     "estimate_energy",
     "measure_energy",
 ]
