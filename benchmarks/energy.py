@@ -214,6 +214,7 @@ def norse_net(in_channels: int, hw: tuple[int, int]) -> nn.Module:
 
 
 def build(name: str, cfg: dict, seed: int) -> tuple[nn.Module, torch.Tensor]:
+    from qifsim.energy.demo import calibrate_batch_norms
     from qifsim.models import build_model
 
     torch.manual_seed(seed)
@@ -223,9 +224,8 @@ def build(name: str, cfg: dict, seed: int) -> tuple[nn.Module, torch.Tensor]:
     if name == "norse-net":
         return norse_net(c, (h, w)).eval(), x
     model = build_model(name, neuron="qif", in_channels=c, input_size=(h, w))
-    with torch.no_grad():
-        model(x)  # tdBN running statistics from this input, so the neurons fire
-    return model.eval(), x
+    # tdBN running statistics of this input (one cumulative pass), so the neurons fire
+    return calibrate_batch_norms(model, x), x
 
 
 def _over_plain(stat: dict[str, float]) -> dict[str, float | None]:
