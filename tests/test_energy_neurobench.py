@@ -259,3 +259,21 @@ def test_convention_activations(digits, capsys):
 def test_every_convention_has_its_test():
     for key in CONVENTIONS:
         assert callable(globals().get(f"test_convention_{key}")), key
+
+
+def test_peer_energy_section_measures_both_peers_and_agrees(capsys):
+    from qifsim.energy.demo import peer_energy_section
+
+    result = peer_energy_section()
+    rows = {r["model"]: r for r in result["rows"]}
+    assert set(rows) == {"norse", "snntorch"}
+    assert rows["norse"]["neurons"] == "norse-lif, qif"
+    assert rows["snntorch"]["neurons"] == "snntorch-leaky"
+    for r in rows.values():
+        assert (r["T"], r["samples"]) == (10, 8)  # snntorch: T counted from its 10 calls
+        assert 0 < r["spike_rate"] < 1 and r["event_acs"] > 0 and r["macs"] > r["event_macs"]
+        assert r["with_neuron_updates_uJ"] > r["energy_uJ"]
+    assert result["neurobench_agrees"] is True
+    assert set(result["neurobench"]) == {"digits-net", "norse", "snntorch"}
+    out = capsys.readouterr().out
+    assert "| norse | norse-lif, qif | 10 |" in out and "qifsim vs NeuroBench" in out
