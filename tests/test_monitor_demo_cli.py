@@ -48,7 +48,7 @@ def test_monitor_rates_equal_direct_counts():
         assert monitor.rates()[name] == direct[name] / (6 * 4 * sizes[name])
     assert sum(direct.values()) > 0
     assert not next(iter(layers.values()))._forward_hooks  # removed on exit
-    with pytest.raises(ValueError, match="no qifsim neuron modules"):
+    with pytest.raises(ValueError, match="no spiking layers"):
         SpikeMonitor(torch.nn.Linear(2, 2))
 
 
