@@ -39,7 +39,7 @@ setup: $(VENV)/.qifsim-ready $(VENV_LAVA)/.qifsim-ready
 $(VENV)/.qifsim-ready: pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON311) -m venv $(VENV)
 	$(PY) -m pip install $(PIP_FLAGS) torch==2.14.1 torchvision==0.29.1 $(QUIET_PIP)
-	$(PY) -m pip install $(PIP_FLAGS) -e '.[interop,bench,dev,tonic,aedat4]' $(QUIET_PIP)
+	$(PY) -m pip install $(PIP_FLAGS) -e '.[interop,bench,dev,tonic,aedat4,neurobench]' $(QUIET_PIP)
 	@touch $@
 
 $(VENV_LAVA)/.qifsim-ready: hardware/lava/pyproject.toml constraints.txt
