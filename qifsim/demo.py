@@ -12,6 +12,8 @@ Steps (each printed as it runs, every number measured by this run):
 3. energy (QIF paper Eq. 17, profile ``cmos45nm-fp32``, quadratic operations
    counted): the LIF vs QIF table in the paper's Table 1 layout, the quadratic
    net beside it, firing rates per layer and membrane distributions as PNGs;
+   then a norse and an snntorch model measured the same way and cross-checked
+   with NeuroBench;
 4. time the fused QIF op against the step-by-step reference, and check every
    kernel of it (numba, torch ops, Triton; Triton in its CPU interpreter when
    there is no GPU) against the reference: spikes, potentials, gradients;
@@ -260,6 +262,11 @@ def run_demo(
     _print_comparison(runs)
     curves = plot_curves({n: runs[n]["history"] for n in RUNS}, out_dir / "training-curves.png")
     energy = _energy_section(out_dir, progress)
+    from .energy.demo import peer_energy_section
+
+    print("\nenergy of models built with norse and snntorch (and the NeuroBench cross-check):")
+    peer_energy = peer_energy_section(progress=progress)
+    energy["peer_models"] = {k: v for k, v in peer_energy.items() if k != "reports"}
 
     probe = torch.randn(10, 16, 8, 17, 17, generator=torch.Generator().manual_seed(seed))
     probe = probe * 0.5 + 0.1
