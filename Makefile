@@ -7,8 +7,10 @@ SHELL := /bin/bash
 
 VENV      := .venv
 VENV_LAVA := .venv-lava
+VENV_NETX := .venv-netx
 PY        := $(VENV)/bin/python
 PY_LAVA   := $(VENV_LAVA)/bin/python
+PY_NETX   := $(VENV_NETX)/bin/python
 PIP_FLAGS := --disable-pip-version-check --quiet --constraint constraints.txt
 # pip's configuration on some machines lists local index folders that do not
 # exist; drop those warnings (pip's own exit status still counts: pipefail).
@@ -20,13 +22,16 @@ PYTHON311 ?= $(shell command -v python3.11 >/dev/null 2>&1 && python3.11 --versi
 PYTHON310 ?= $(shell if python3.10 --version >/dev/null 2>&1; then echo python3.10; \
 	else ls -d $$(pyenv root 2>/dev/null)/versions/3.10.*/bin/python3.10 2>/dev/null | sort -V | tail -n 1; fi)
 
-.PHONY: help setup demo test test-all bench gpu-wheels lint clean-venvs
+.PHONY: help setup setup-netx setup-fuzz demo test test-all bench gpu-wheels lint fuzz clean-venvs
 
 help:
 	@echo "make setup     build .venv (Python 3.11, torch) and .venv-lava (Python 3.10, lava-nc)"
 	@echo "make demo      run the main job: qifsim demo"
 	@echo "make test      run the default (fast) test suite"
-	@echo "make test-all  run every test, the slow ones included"
+	@echo "make test-all  run every test, the slow ones included (fuzz smoke run; netx parity"
+	@echo "               in .venv-netx when it exists)"
+	@echo "make setup-netx build .venv-netx: stock lava-dl netx + lava-nc + torch 2.3.1 (large)"
+	@echo "make fuzz      fuzz every reader for FUZZ_SECONDS (default 120) each, with coverage"
 	@echo "make bench     run the benchmarks (JSON in benchmarks/results/)"
 	@echo "make gpu-wheels  peers' wheels for benchmarks/gpu_device.sh (GPU: python benchmarks/gpu.py)"
 	@echo "make lint      ruff check"
@@ -48,14 +53,29 @@ $(VENV_LAVA)/.qifsim-ready: hardware/lava/pyproject.toml constraints.txt
 	$(PY_LAVA) -m pip install $(PIP_FLAGS) -e hardware/lava $(QUIET_PIP)
 	@touch $@
 
+# Optional third environment (never part of `make setup`): stock lava-dl 0.6.0 (netx) with
+# lava-nc 0.10.0 and the torch 2.3.1 lava-dl requires (PyPI's CUDA build: a download of
+# several GB), plus qifsim_lava, for tests/test_export_netx.py.
+setup-netx: $(VENV_NETX)/.qifsim-ready
+
+$(VENV_NETX)/.qifsim-ready: hardware/lava/pyproject.toml constraints.txt
+	@if [ -z "$(PYTHON310)" ]; then echo "error: Python 3.10 not found (needed by lava-dl 0.6.0). Install it (e.g. 'pyenv install 3.10') or set PYTHON310=/path/to/python3.10." >&2; exit 1; fi
+	@test -x $(PY_NETX) || $(PYTHON310) -m venv $(VENV_NETX)
+	$(PY_NETX) -m pip install $(PIP_FLAGS) lava-dl pytest -e hardware/lava $(QUIET_PIP)
+	@touch $@
+
 demo: setup
 	$(VENV)/bin/qifsim demo
 
 test: setup
 	$(PY) -m pytest
 
-test-all: setup
+test-all: setup setup-fuzz
 	$(PY) -m pytest -m ""
+	@if [ -x $(PY_NETX) ]; then \
+		echo "$(PY_NETX) -m pytest -m '' tests/test_export_netx.py"; \
+		$(PY_NETX) -m pytest -m "" -p no:cacheprovider tests/test_export_netx.py; \
+	else echo "skipped tests/test_export_netx.py: no $(VENV_NETX) (make setup-netx builds it)"; fi
 
 bench: setup
 	$(PY) benchmarks/neurons.py
@@ -76,7 +96,20 @@ gpu-wheels: setup
 	$(PY) -m pip wheel --disable-pip-version-check --quiet --no-deps -w .whl norse==1.1.0 $(QUIET_PIP)
 
 lint: setup
-	$(VENV)/bin/ruff check qifsim hardware tests benchmarks
+	$(VENV)/bin/ruff check qifsim hardware tests benchmarks fuzz
+
+# Fuzzing (the optional `fuzz` extra: atheris + coverage; atheris 2.3.0 in .venv-lava for the
+# Lava-side exchange reader). The smoke run (2,000 executions per target) is a slow test.
+FUZZ_SECONDS ?= 120
+setup-fuzz: $(VENV)/.qifsim-fuzz-ready
+
+$(VENV)/.qifsim-fuzz-ready: $(VENV)/.qifsim-ready $(VENV_LAVA)/.qifsim-ready
+	$(PY) -m pip install $(PIP_FLAGS) -e '.[fuzz]' $(QUIET_PIP)
+	$(PY_LAVA) -m pip install $(PIP_FLAGS) atheris coverage $(QUIET_PIP)
+	@touch $@
+
+fuzz: setup setup-fuzz
+	$(PY) fuzz/run.py --seconds $(FUZZ_SECONDS) --coverage --json fuzz/results/fuzz.json
 
 clean-venvs:
-	rm -rf $(VENV) $(VENV_LAVA)
+	rm -rf $(VENV) $(VENV_LAVA) $(VENV_NETX)

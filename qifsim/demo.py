@@ -279,6 +279,11 @@ def run_demo(
 
     kernels = _kernels_section()
 
+    from .events.io.selfcheck import hardening_section
+
+    print()
+    hardening = hardening_section(out_dir / "hardening")
+
     lava = _lava_section(out_dir, lava_samples) if lava_samples > 0 else None
 
     summary = {
@@ -288,6 +293,7 @@ def run_demo(
         "lava": lava,
         "fused_over_reference_time": fused / reference,
         "kernels": kernels,
+        "hardening": hardening,
         "curves_png": str(curves),
         "sample_png": str(sample_png),
     }

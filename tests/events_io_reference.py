@@ -26,6 +26,7 @@ LIMITS = {
     "prophesee-dat": (2**14 - 1, 2**14 - 1, (0, 2**32 - 2000, 2**31), 2**32 - 1, None),
     "aedat2": (127, 127, (0, 2**32 - 10**6, 2**31), 2**25, 2**32 - 1),
     "aedat31": (2**15 - 1, 2**15 - 1, (0, 2**31 - 500, 5 * 2**31 - 7, 2**40), 2**31 + 3, None),
+    "aedat4": (2**15 - 1, 2**15 - 1, (0, 1_605_507_430_438_338, 2**62), 2**33, None),
 }
 
 
@@ -163,8 +164,17 @@ def aedat31_packet(
 
 
 def ref_aedat31(data: bytes) -> list[tuple[int, int, int, int]]:
-    end = data.index(b"#!END-HEADER\r\n") + len(b"#!END-HEADER\r\n")
-    pos, rows = end, []
+    # header: ``#`` lines, each through its ``\n`` (or the end of the file), up to the first
+    # that reads ``#!END-HEADER`` once its ``\r``/``\n`` are stripped (the readers' rule)
+    pos, rows = 0, []
+    while data[pos : pos + 1] == b"#":
+        nl = data.find(b"\n", pos)
+        line_end = len(data) if nl < 0 else nl + 1
+        line, pos = data[pos:line_end], line_end
+        if line.rstrip(b"\r\n") == b"#!END-HEADER":
+            break
+    else:
+        raise ValueError("no #!END-HEADER line")
     while pos < len(data):
         ptype, _src, size, _off, overflow, capacity, number, _valid = struct.unpack_from(
             "<hhiiiiii", data, pos
@@ -176,4 +186,28 @@ def ref_aedat31(data: bytes) -> list[tuple[int, int, int, int]]:
                 if d & 1:
                     rows.append((d >> 17, (d >> 2) & 0x7FFF, ts | (overflow << 31), (d >> 1) & 1))
         pos += size * capacity
+    return rows
+
+
+# -- AEDAT 4.0 (uncompressed) --------------------------------------------------
+
+
+def ref_aedat4(data: bytes) -> list[tuple[int, int, int, int]]:
+    """Events of every EVTS packet of an uncompressed AEDAT4 file, in file order."""
+    assert data.startswith(b"#!AER-DAT4.0\r\n")
+    (length,) = struct.unpack_from("<I", data, 14)
+    pos, rows = 18 + length, []
+    while pos < len(data):
+        _stream, size = struct.unpack_from("<II", data, pos)
+        buf = data[pos + 8 : pos + 8 + size]
+        assert buf[8:12] == b"EVTS"
+        root = 4 + struct.unpack_from("<I", buf, 4)[0]  # table, relative to the packet data
+        vtable = root - struct.unpack_from("<i", buf, root)[0]
+        field = root + struct.unpack_from("<H", buf, vtable + 4)[0]
+        vector = field + struct.unpack_from("<I", buf, field)[0]
+        (n,) = struct.unpack_from("<I", buf, vector)
+        for k in range(n):
+            t, x, y, on = struct.unpack_from("<qhhB", buf, vector + 4 + 16 * k)
+            rows.append((x, y, t, on))
+        pos += 8 + size
     return rows

@@ -20,6 +20,7 @@ from events_io_reference import (
     dat_word,
     random_events,
     ref_aedat2,
+    ref_aedat4,
     ref_aedat31,
     ref_atis,
     ref_dat,
@@ -44,13 +45,23 @@ REFERENCE = {
     "prophesee-dat": ref_dat,
     "aedat2": ref_aedat2,
     "aedat31": ref_aedat31,
+    "aedat4": ref_aedat4,
 }
-SUFFIX = {"atis-bin": ".bin", "prophesee-dat": ".dat", "aedat2": ".aedat", "aedat31": ".aedat"}
+SUFFIX = {
+    "atis-bin": ".bin",
+    "prophesee-dat": ".dat",
+    "aedat2": ".aedat",
+    "aedat31": ".aedat",
+    "aedat4": ".aedat4",
+}
+#: write options for the random round trips: the default AEDAT 3.1 header names a DVS128
+#: (128x128), the random events use the format's whole 15-bit range
+WIDE = {"aedat31": {"header_lines": ["#Source 1: a 32768x32768 test camera"]}}
 
 
 def write_read(fmt: str, events: np.ndarray, directory: Path, **options) -> tuple[np.ndarray, Path]:
     path = directory / f"events{SUFFIX[fmt]}"
-    write_events(path, events, fmt, **options)
+    write_events(path, events, fmt, **{**WIDE.get(fmt, {}), **options})
     return read_events(path, format=fmt, **options), path
 
 
@@ -155,6 +166,8 @@ def test_dat_wraps_are_unrolled(tmp_path):
 
 def test_dat_header_is_kept_and_written(tmp_path):
     events = random_events("prophesee-dat", np.random.default_rng(1), 10)
+    events["x"] %= 120  # inside the header's 120x100
+    events["y"] %= 100
     path = tmp_path / "h.dat"
     lines = ["% Data file containing Event2D events.", "% Version 2", "% Date 2017-10-31 11:29:21"]
     write_events(path, events, "prophesee-dat", header_lines=lines, width=120, height=100)
@@ -264,11 +277,12 @@ def test_aedat31_packets_types_validity_and_overflow(tmp_path):
 def test_aedat31_writer_packets(tmp_path):
     events = random_events("aedat31", np.random.default_rng(5), 1000, start_index=1)
     path = tmp_path / "p.aedat"
-    write_events(path, events, "aedat31", packet_events=64)
+    write_events(path, events, "aedat31", packet_events=64, **WIDE["aedat31"])
     np.testing.assert_array_equal(read_events(path), events)
     overflows = np.unique(events["t"] >> 31)
     data = path.read_bytes()
-    n_packets = (len(data) - len(AEDAT31_HEADER) - 8 * len(events)) // 28
+    head = data.index(b"#!END-HEADER\r\n") + len(b"#!END-HEADER\r\n")
+    n_packets = (len(data) - head - 8 * len(events)) // 28
     assert n_packets >= max(len(overflows), -(-len(events) // 64))
     with pytest.raises(ValueError, match="packet_events"):
         write_events(path, events, "aedat31", packet_events=0)
@@ -295,6 +309,9 @@ def _one(x=0, y=0, t=0, p=0):
         ("aedat2", _one(t=2**32), "t in 0..4294967295"),
         ("aedat31", _one(t=2**62), "t in 0.."),
         ("aedat31", _one(p=2), "p in 0..1"),
+        ("aedat31", _one(x=128), "DVS128 stores x in 0..127"),
+        ("aedat4", _one(x=-1), "x in 0..32767"),
+        ("aedat4", _one(t=-1), "t in 0.."),
     ],
 )
 def test_writer_refuses_what_the_format_cannot_store(fmt, events, match, tmp_path):
@@ -304,9 +321,7 @@ def test_writer_refuses_what_the_format_cannot_store(fmt, events, match, tmp_pat
     assert not path.exists() and not list(tmp_path.iterdir())
 
 
-def test_write_events_rejects_unknown_and_read_only_formats(tmp_path):
-    with pytest.raises(ValueError, match="writable"):
-        write_events(tmp_path / "a.aedat4", _one(), "aedat4")
+def test_write_events_rejects_unknown_formats(tmp_path):
     with pytest.raises(ValueError, match="writable"):
         write_events(tmp_path / "a.x", _one(), "nope")
     with pytest.raises(ValueError, match="structured"):
@@ -319,10 +334,10 @@ def test_write_events_rejects_unknown_and_read_only_formats(tmp_path):
 # -- sniffing ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("fmt", ["prophesee-dat", "aedat2", "aedat31"])
+@pytest.mark.parametrize("fmt", ["prophesee-dat", "aedat2", "aedat31", "aedat4"])
 def test_sniff_by_content_ignores_extension(fmt, tmp_path):
     path = tmp_path / "file.bin"  # a misleading extension
-    write_events(path, random_events(fmt, np.random.default_rng(0), 3), fmt)
+    write_events(path, random_events(fmt, np.random.default_rng(0), 3), fmt, **WIDE.get(fmt, {}))
     assert sniff_format(path) == fmt
     assert read_events(path).shape == (3,)
 
@@ -355,7 +370,8 @@ def test_sniff_by_extension_and_unknown(tmp_path):
 def test_iter_events_matches_read_events(fmt, chunk, tmp_path):
     events = random_events(fmt, np.random.default_rng(11), 777, start_index=1)
     path = tmp_path / f"e{SUFFIX[fmt]}"
-    write_events(path, events, fmt, **({"packet_events": 100} if fmt == "aedat31" else {}))
+    options = {"packet_events": 100} if fmt in ("aedat31", "aedat4") else {}
+    write_events(path, events, fmt, **options, **WIDE.get(fmt, {}))
     chunks = list(iter_events(path, chunk_events=chunk))
     assert [len(c) for c in chunks[:-1]] == [chunk] * (len(chunks) - 1)
     assert 0 < len(chunks[-1]) <= chunk

@@ -115,13 +115,16 @@ def test_netx_layout(conv_file):
         assert np.array_equal(weight, np.round(weight)) and not np.any(weight % 2)
 
 
-def test_qif_layers_have_no_netx_neuron(tmp_path):
+def test_qif_layers_name_a_neuron_netx_refuses(tmp_path):
+    """QIF layers carry only ``neuron/type = QIF``: stock netx refuses the file instead of
+    building a non-leaky integrator (EXCHANGE.md, "netx")."""
     path = tmp_path / "q.h5"
     export_lava(random_net("dense", "qif", 2, seed=1), path)
     with h5py.File(path, "r") as f:
         for i in (2, 3):
             g = f[f"layer/{i}"]
-            assert "neuron" not in g and g["qif/neuron"][()] == b"qif"
+            assert set(g["neuron"].keys()) == {"type"}
+            assert g["neuron/type"][()].tolist() == [b"QIF"] and g["qif/neuron"][()] == b"qif"
             assert g["qif/form"][()] == b"paper"
             for key in ("a", "u_rest", "u_c", "u_th", "u_rest_int", "u_c_int", "a_mant", "a_shift"):
                 assert key in g["qif"]

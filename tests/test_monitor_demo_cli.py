@@ -83,6 +83,8 @@ def test_demo_trains_three_nets_and_writes_measured_results(tmp_path, capsys):
     ):
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "qif.h5").exists()
+    assert saved["hardening"]["all_refused"] is True  # every corrupt copy refused
+    assert "every corrupt copy refused: yes" in out
     lava = saved["lava"]
     if "error" not in lava:  # the Lava environment exists (make setup builds it)
         assert lava["samples"] == 6

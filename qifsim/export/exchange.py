@@ -218,6 +218,9 @@ def _write_layer(g: h5py.Group, layer: ExchangeLayer) -> None:
         for key in ("u_rest_int", "u_c_int", "a_mant", "a_shift"):
             q[key] = np.int64(fx[key])
         q["form"] = np.bytes_(p["form"])
+        # netx has no QIF neuron: without a neuron/ group it would build a dense QIF layer as a
+        # non-leaky integrator and run silently; with type QIF it refuses to load (EXCHANGE.md)
+        g.create_group("neuron")["type"] = _s10("QIF")
     else:
         q["beta"] = np.float64(p["beta"])
         q["dv"] = np.int64(fx["dv"])
@@ -301,7 +304,10 @@ class _Reader:
         return tuple(int(x) for x in v)
 
     def array(self, g: h5py.Group, key: str, shape: tuple[int, ...], integral: bool) -> np.ndarray:
-        v = self.get(g, key).astype(np.float64, copy=False)
+        v = self.get(g, key)
+        if v.dtype.kind not in "biuf":
+            raise self.fail(f"{g.name}/{key} must be numeric, got {v.dtype}")
+        v = v.astype(np.float64, copy=False)
         if v.shape != shape:
             raise self.fail(f"{g.name}/{key} has shape {v.shape}, expected {shape}")
         if not np.isfinite(v).all():
@@ -453,8 +459,8 @@ def read_exchange(path: str | Path) -> ExchangeFile:
 
 def _read_open(r: _Reader, f: h5py.File) -> ExchangeFile:
     fmt = f.attrs.get("format")
-    fmt = fmt.decode() if isinstance(fmt, bytes) else fmt
-    if fmt != FORMAT:
+    fmt = fmt.decode("utf-8", "replace") if isinstance(fmt, bytes) else fmt
+    if not isinstance(fmt, str) or fmt != FORMAT:
         raise r.fail(f"attribute format is {fmt!r}, expected {FORMAT!r}")
     version = f.attrs.get("format_version")
     version = version.item() if isinstance(version, np.generic) else version
@@ -464,9 +470,9 @@ def _read_open(r: _Reader, f: h5py.File) -> ExchangeFile:
             f"{FORMAT_VERSION} — re-export the model with this qifsim (`qifsim export`)"
         )
     stored = f.attrs.get("checksum")
-    stored = stored.decode() if isinstance(stored, bytes) else stored
+    stored = stored.decode("utf-8", "replace") if isinstance(stored, bytes) else stored
     actual = checksum(f)
-    if stored != actual:
+    if not isinstance(stored, str) or stored != actual:
         raise ExchangeFormatError(
             f"{r.path}: checksum mismatch (stored {str(stored)[:16]}..., computed "
             f"{actual[:16]}...): the file was corrupted or edited after export; re-export it"

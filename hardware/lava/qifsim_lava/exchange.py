@@ -112,7 +112,7 @@ class _Reader:
         if value.size != 1:
             raise self.fail(f"{g.name}/{key} must hold one string")
         item = value[0]
-        return item.decode("utf-8") if isinstance(item, bytes) else str(item)
+        return item.decode("utf-8", errors="replace") if isinstance(item, bytes) else str(item)
 
     def integer(self, g: h5py.Group, key: str) -> int:
         value = self.get(g, key)
@@ -136,6 +136,8 @@ class _Reader:
         value = self.get(g, key)
         if value.shape != shape:
             raise self.fail(f"{g.name}/{key} has shape {value.shape}, expected {shape}")
+        if value.dtype.kind not in "biuf":
+            raise self.fail(f"{g.name}/{key} must be numeric, got {value.dtype}")
         value = value.astype(np.float64)
         if not np.isfinite(value).all():
             raise self.fail(f"{g.name}/{key} contains NaN/inf")
@@ -228,7 +230,7 @@ def _read_neuron(r: _Reader, g: h5py.Group, layer: Layer) -> None:
 
 def _read_layer(r: _Reader, g: h5py.Group, index: int, in_shape: tuple[int, ...]) -> Layer:
     t = r.get(g, "type").reshape(-1)
-    kind = t[0].decode() if t.size == 1 and isinstance(t[0], bytes) else None
+    kind = t[0].decode("utf-8", "replace") if t.size == 1 and isinstance(t[0], bytes) else None
     if kind not in KINDS:
         raise r.fail(f"{g.name}/type is {kind!r}, expected one of {KINDS}")
     if "qif" not in g:
@@ -261,20 +263,20 @@ def _read_layer(r: _Reader, g: h5py.Group, index: int, in_shape: tuple[int, ...]
 
 def _read_open(r: _Reader, f: h5py.File) -> Network:
     fmt = f.attrs.get("format")
-    fmt = fmt.decode() if isinstance(fmt, bytes) else fmt
-    if fmt != FORMAT:
+    fmt = fmt.decode("utf-8", "replace") if isinstance(fmt, bytes) else fmt
+    if not isinstance(fmt, str) or fmt != FORMAT:
         raise r.fail(f"attribute 'format' is {fmt!r}, expected {FORMAT!r} (not an exchange file)")
     version = f.attrs.get("format_version")
     version = int(version) if isinstance(version, (int, np.integer)) else version
-    if version != FORMAT_VERSION:
+    if not isinstance(version, int) or version != FORMAT_VERSION:
         raise ExchangeError(
             f"{r.path}: format_version {version!r} is not supported; qifsim_lava reads version "
             f"{FORMAT_VERSION}: re-export the model with a matching qifsim (`qifsim export`)"
         )
     stored = f.attrs.get("checksum")
-    stored = stored.decode() if isinstance(stored, bytes) else stored
+    stored = stored.decode("utf-8", "replace") if isinstance(stored, bytes) else stored
     actual = file_checksum(f)
-    if stored != actual:
+    if not isinstance(stored, str) or stored != actual:
         raise ExchangeError(
             f"{r.path}: checksum mismatch (stored {str(stored)[:16]}..., "
             f"computed {actual[:16]}...): "

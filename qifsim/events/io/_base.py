@@ -56,8 +56,8 @@ def parse_fields(lines: Iterable[str], split_at: str = ":") -> dict[str, str]:
     """
     fields: dict[str, str] = {}
     for line in lines:
-        text = line.lstrip("#%! \t")
-        if not text:
+        text = line.lstrip("#%! \t").strip()
+        if not text:  # nothing but comment characters and whitespace (\r, \f, ...)
             continue
         if split_at == " ":
             parts = text.split(None, 1)
@@ -218,6 +218,8 @@ def columns_for_write(
     return Columns(**cols)
 
 
-def format_error(fmt: str, path: PathLike, message: str, offset: int | None = None):
+def format_error(
+    fmt: str, path: PathLike, message: str, offset: int | None = None, where: str | None = None
+):
     """An :class:`EventFormatError` (shorthand used by the format modules)."""
-    return EventFormatError(fmt, path, message, offset)
+    return EventFormatError(fmt, path, message, offset, where)

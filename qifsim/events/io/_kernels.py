@@ -18,22 +18,38 @@ ATIS_OVERFLOW_STEP = 1 << 13
 
 
 @numba.njit(cache=True, nogil=True)
-def decode_atis(raw: np.ndarray, out: np.ndarray, markers: int) -> tuple[int, int, bool]:
+def decode_atis(
+    raw: np.ndarray, out: np.ndarray, markers: int, drop: bool
+) -> tuple[int, int, bool, int, int]:
     """Decode 5-byte ATIS records ``raw`` (uint8, length a multiple of 5) into ``out``.
 
-    ``markers`` is the overflow-marker count before ``raw``. Returns
-    ``(events written, marker count after raw, whether the written t are sorted)``;
-    markers are not written.
+    ``markers`` is the overflow-marker count before ``raw``. A record with
+    ``y > 240`` lies outside the ATIS sensor (rows 0..239; 240 is the marker):
+    with ``drop`` it is skipped and counted, else decoding stops there.
+
+    Returns:
+        ``(events written, marker count after raw, whether the written t are
+        sorted, invalid records met, record index of the first one or -1)``;
+        markers are not written.
     """
     n = raw.shape[0] // 5
     j = 0
     prev = np.int64(-1)
     ordered = True
+    n_bad = 0
+    first_bad = -1
     for i in range(n):
         b = 5 * i
         y = raw[b + 1]
         if y == ATIS_MARKER_Y:
             markers += 1
+            continue
+        if y > ATIS_MARKER_Y:
+            if first_bad < 0:
+                first_bad = i
+            n_bad += 1
+            if not drop:
+                break
             continue
         b2 = raw[b + 2]
         t = ((np.int64(b2) & 0x7F) << 16) | (np.int64(raw[b + 3]) << 8) | np.int64(raw[b + 4])
@@ -47,7 +63,7 @@ def decode_atis(raw: np.ndarray, out: np.ndarray, markers: int) -> tuple[int, in
         rec.t = t
         rec.p = b2 >> 7
         j += 1
-    return j, markers, ordered
+    return j, markers, ordered, n_bad, first_bad
 
 
 @numba.njit(cache=True, nogil=True)
@@ -115,26 +131,34 @@ def _le_i32(raw: np.ndarray, at: int) -> int:
 
 
 @numba.njit(cache=True, nogil=True)
-def decode_aedat31(raw: np.ndarray, out: np.ndarray) -> tuple[int, bool, bool]:
+def decode_aedat31(
+    raw: np.ndarray, out: np.ndarray, width: int, height: int, drop: bool
+) -> tuple[int, bool, bool, int, int, int]:
     """Decode the packets of an AEDAT 3.1 body ``raw`` (uint8, after the header) into ``out``.
 
     Keeps valid events of polarity packets (type 1), skips other types. Stops
     at the first problem the Python reader in :mod:`.aedat31` reports
-    (truncated or inconsistent packet, negative timestamp) and returns
-    ``(events written, False, ...)``; the caller then re-reads with that reader
-    to raise the detailed error. ``out`` needs ``len(raw) // 8`` records.
+    (truncated or inconsistent packet, negative timestamp, and, without
+    ``drop``, an event outside ``width`` x ``height``; 0 means no limit) and
+    returns ``(events written, False, ...)``; the caller then re-reads with that
+    reader to raise the detailed error. With ``drop`` events outside the sensor
+    are skipped and counted. ``out`` needs ``len(raw) // 8`` records.
 
     Returns:
-        ``(events written, ok, whether the written t are sorted)``.
+        ``(events written, ok, whether the written t are sorted, events dropped for x,
+        for y, byte index in raw of the first dropped event or -1)``.
     """
     size = raw.shape[0]
     at = 0
     j = 0
     prev = np.int64(-1)
     ordered = True
+    bad_x = 0
+    bad_y = 0
+    first_bad = -1
     while at < size:
         if size - at < 28:
-            return j, False, ordered
+            return j, False, ordered, bad_x, bad_y, first_bad
         ptype = np.int64(raw[at]) | (np.int64(raw[at + 1]) << 8)
         event_size = _le_i32(raw, at + 4)
         ts_offset = _le_i32(raw, at + 8)
@@ -142,16 +166,16 @@ def decode_aedat31(raw: np.ndarray, out: np.ndarray) -> tuple[int, bool, bool]:
         capacity = _le_i32(raw, at + 16)
         number = _le_i32(raw, at + 20)
         if event_size < 0 or capacity < 0:
-            return j, False, ordered
+            return j, False, ordered, bad_x, bad_y, first_bad
         data = event_size * capacity
         start = at + 28
         if data > size - start:
-            return j, False, ordered
+            return j, False, ordered, bad_x, bad_y, first_bad
         if ptype == 1:
             if event_size != 8 or ts_offset != 4 or number > capacity or number < 0:
-                return j, False, ordered
+                return j, False, ordered, bad_x, bad_y, first_bad
             if overflow < 0:
-                return j, False, ordered
+                return j, False, ordered, bad_x, bad_y, first_bad
             high = overflow << 31
             for k in range(number):
                 b = start + 8 * k
@@ -165,16 +189,28 @@ def decode_aedat31(raw: np.ndarray, out: np.ndarray) -> tuple[int, bool, bool]:
                     continue
                 ts = _le_i32(raw, b + 4)
                 if ts < 0:
-                    return j, False, ordered
+                    return j, False, ordered, bad_x, bad_y, first_bad
+                x = d >> 17
+                y = (d >> 2) & 0x7FFF
+                if (width > 0 and x >= width) or (height > 0 and y >= height):
+                    if not drop:
+                        return j, False, ordered, bad_x, bad_y, first_bad
+                    if first_bad < 0:
+                        first_bad = b
+                    if width > 0 and x >= width:
+                        bad_x += 1
+                    else:
+                        bad_y += 1
+                    continue
                 t = ts | high
                 if t < prev:
                     ordered = False
                 prev = t
                 rec = out[j]
-                rec.x = d >> 17
-                rec.y = (d >> 2) & 0x7FFF
+                rec.x = x
+                rec.y = y
                 rec.t = t
                 rec.p = (d >> 1) & 1
                 j += 1
         at = start + data
-    return j, True, ordered
+    return j, True, ordered, bad_x, bad_y, first_bad

@@ -25,6 +25,14 @@ applied cumulatively and no event is dropped. ``on_reset="raise"`` raises
 :class:`EventFormatError` at the first reset instead. Special events are
 dropped before this repair.
 
+Validation: the DVS128 address fields cannot leave the 128x128 sensor (7-bit
+``x``/``y``, 1-bit polarity), so every decoded event is valid. The header's
+``# AEChip:`` line, when present, must name a DVS128 (e.g.
+``ch.unizh.ini.jaer.chip.retina.DVS128``): other jAER chips (DAVIS240/346, ...)
+pack their addresses differently, and decoding them as DVS128 would give wrong
+events silently; such a file with events raises :class:`EventFormatError`
+(one with a header and no events reads as 0 events).
+
 The writer writes a ``#!AER-DAT2.0`` header (CRLF) and the events in the
 chosen orientation with ``0 <= t < 2**32``, no special events, so reading
 with the same orientation gives back exactly the events written.
@@ -49,6 +57,7 @@ from ._base import (
     read_text_header,
 )
 from ._kernels import decode_aedat2
+from ._validate import DropReport, check_on_invalid
 
 FORMAT = "aedat2"
 VERSION_LINE = "#!AER-DAT2.0"
@@ -123,6 +132,13 @@ def decode(
     return (out if n == out.shape[0] else out[:n]), (int(prev_t), int(shift))
 
 
+def _line_offset(f, end: int, key: bytes) -> int:
+    """Byte offset of the header line holding ``key`` (within the first ``end`` bytes)."""
+    f.seek(0)
+    raw = f.read(end)
+    return raw.rfind(b"\n", 0, max(raw.find(key), 0)) + 1
+
+
 def _open_checked(f, path: PathLike) -> tuple[int, int]:
     """Read the header of an open file; return ``(data offset, record count)``."""
     header = _read_header(f, path)
@@ -132,6 +148,16 @@ def _open_checked(f, path: PathLike) -> tuple[int, int]:
         cut = start + body - body % RECORD_BYTES
         message = f"truncated event (8-byte events; {body} bytes of events)"
         raise format_error(FORMAT, path, message, cut)
+    chip = header.fields.get("AEChip")
+    if body and chip is not None and "dvs128" not in chip.lower():
+        at = _line_offset(f, start, b"AEChip")
+        raise format_error(
+            FORMAT,
+            path,
+            f"header says AEChip: {chip}; this reader decodes DVS128 addresses only "
+            "(128x128), and this chip's addresses differ",
+            at,
+        )
     f.seek(start)
     return start, body // RECORD_BYTES
 
@@ -141,14 +167,19 @@ def iter_blocks(
     block_events: int = 1_000_000,
     orientation: str = "jaer",
     on_reset: str = "continue",
+    on_invalid: str = "raise",
+    report: DropReport | None = None,
 ) -> Iterator[np.ndarray]:
     """Decode the file in blocks of at most ``block_events`` records (``np.fromfile``).
 
     Raises:
         EventFormatError: bad header, a body that is not whole 8-byte records
             (offset of the truncated record), or a reset with ``on_reset="raise"``.
+    ``on_invalid``/``report`` are accepted like every reader's; DVS128 addresses
+    cannot hold an invalid event, so nothing is ever dropped.
     """
     _check_options(orientation, on_reset)
+    check_on_invalid(on_invalid)
     with open(path, "rb") as f:
         start, n = _open_checked(f, path)
         last = (-1, 0)
@@ -162,12 +193,20 @@ def iter_blocks(
             yield events
 
 
-def read(path: PathLike, orientation: str = "jaer", on_reset: str = "continue") -> np.ndarray:
+def read(
+    path: PathLike,
+    orientation: str = "jaer",
+    on_reset: str = "continue",
+    on_invalid: str = "raise",
+    report: DropReport | None = None,
+) -> np.ndarray:
     """All events of an AEDAT 2.0 DVS128 file (EVENT_DTYPE, resets repaired, so sorted).
 
-    The file is memory-mapped and decoded in one pass.
+    The file is memory-mapped and decoded in one pass (``on_invalid``: see
+    :func:`iter_blocks`).
     """
     _check_options(orientation, on_reset)
+    check_on_invalid(on_invalid)
     with open(path, "rb") as f:
         start, n = _open_checked(f, path)
         with mapped_bytes(f, start, n * RECORD_BYTES) as raw:

@@ -12,9 +12,19 @@ polarity, 1 = ON; bits 2-16 ``y``; bits 17-31 ``x``) and int32 ``ts``; the
 time in us is ``ts | (tsOverflow << 31)``. Of a packet's ``capacity`` slots
 the first ``number`` hold events; events whose valid bit is 0 are dropped.
 
+Validation: the header's ``#Source N: NAME`` lines name the cameras; for a
+known one (``DVS128`` 128x128, ``DAVIS240*`` 240x180, ``DAVIS346*`` 346x260)
+events must lie inside its sensor, else (unknown names, several sizes) only
+the format's 15-bit range holds. An event outside raises
+:class:`EventFormatError` at its byte offset, or with ``on_invalid="drop"``
+is removed and counted. Timestamps: read whole, events are stably sorted by
+``t`` when packets come out of order.
+
 The writer writes a 3.1 header and polarity packets (source 1, at most
 ``packet_events`` events each, a new packet wherever ``t >> 31`` changes), so
-any sorted ``0 <= t < 2**62`` round-trips exactly; ``x``, ``y`` in 0..32767.
+any sorted ``0 <= t < 2**62`` round-trips exactly; ``x``, ``y`` in 0..32767,
+or inside the sensor its header names (the default header names a DVS128:
+pass ``header_lines=["#Source 1: NAME"]`` with another name for larger arrays).
 """
 
 from __future__ import annotations
@@ -38,6 +48,7 @@ from ._base import (
     sorted_by_time,
 )
 from ._kernels import decode_aedat31
+from ._validate import UNBOUNDED, DropReport, Sensor, check_on_invalid, screen_events
 
 FORMAT = "aedat31"
 VERSION_LINE = "#!AER-DAT3.1"
@@ -60,6 +71,25 @@ POLARITY_DTYPE = np.dtype([("data", "<u4"), ("ts", "<i4")])
 COORD_MAX = 0x7FFF
 OVERFLOW_SHIFT = 31
 DEFAULT_HEADER = (VERSION_LINE, "#Format: RAW", "#Source 1: DVS128")
+#: sensor sizes of the cameras a ``#Source`` line may name (prefix, case-insensitive)
+KNOWN_SENSORS = {"DVS128": (128, 128), "DAVIS240": (240, 180), "DAVIS346": (346, 260)}
+
+
+def sensor_of(header: Header) -> Sensor:
+    """The sensor of the ``#Source`` lines' cameras when all are known and equal in size."""
+    names = [v for k, v in header.fields.items() if k.split(" ")[0] == "Source"]
+    sizes = set()
+    for name in names:
+        size = next(
+            (wh for prefix, wh in KNOWN_SENSORS.items() if name.upper().startswith(prefix)), None
+        )
+        if size is None:
+            return UNBOUNDED
+        sizes.add(size)
+    if len(sizes) != 1:
+        return UNBOUNDED
+    ((width, height),) = sizes
+    return Sensor(width, height, f"header #Source: {names[0]}")
 
 
 def read_header(path: PathLike) -> Header:
@@ -118,37 +148,62 @@ def _check_packet(h: np.void, at: int, remaining: int, path: PathLike) -> int:
     return data
 
 
-def decode(raw: np.ndarray, overflow: int, offset: int, path: PathLike) -> np.ndarray:
+def decode(
+    raw: np.ndarray,
+    overflow: int,
+    offset: int,
+    path: PathLike,
+    sensor: Sensor = UNBOUNDED,
+    drop: bool = False,
+    report: DropReport | None = None,
+) -> np.ndarray:
     """Decode polarity events (``POLARITY_DTYPE``) of a packet, ``raw[0]`` at byte ``offset``.
 
     Raises:
-        EventFormatError: a valid event with a negative ``ts``.
+        EventFormatError: a valid event with a negative ``ts``, or (without ``drop``)
+            outside ``sensor``.
     """
     data = raw["data"]
     ts = raw["ts"]
     valid = (data & 1).astype(bool)
-    if not valid.all():
+    index = np.flatnonzero(valid) if not valid.all() else None
+    if index is not None:
         data, ts = data[valid], ts[valid]
     if ts.size and ts.min() < 0:
-        i = int(np.flatnonzero(valid)[np.argmax(ts < 0)])
+        i = int(np.argmax(ts < 0))
+        i = i if index is None else int(index[i])
         raise format_error(FORMAT, path, "negative event timestamp", offset + 8 * i)
     events = np.empty(ts.shape[0], dtype=EVENT_DTYPE)
     events["x"] = data >> 17
     events["y"] = (data >> 2) & COORD_MAX
     events["t"] = ts.astype(np.int64) | (overflow << OVERFLOW_SHIFT)
     events["p"] = (data >> 1) & 1
-    return events
+
+    def locate(i: int) -> tuple[int, None]:
+        return offset + 8 * (i if index is None else int(index[i])), None
+
+    return screen_events(
+        events, sensor, fmt=FORMAT, path=path, drop=drop, report=report, locate=locate
+    )
 
 
-def iter_blocks(path: PathLike, block_events: int | None = None) -> Iterator[np.ndarray]:
+def iter_blocks(
+    path: PathLike,
+    block_events: int | None = None,
+    on_invalid: str = "raise",
+    report: DropReport | None = None,
+) -> Iterator[np.ndarray]:
     """Decode polarity packets, yielding blocks of at most ``block_events`` events.
 
     Raises:
         EventFormatError: bad header, truncated or inconsistent packets (offset
-            of the packet header), negative timestamps (offset of the event).
+            of the packet header), negative timestamps or (without
+            ``on_invalid="drop"``) events outside the sensor (offset of the event).
     """
+    drop = check_on_invalid(on_invalid)
     with open(path, "rb") as f:
         header = _read_header(f, path)
+        sensor = sensor_of(header)
         size = file_size(f)
         at = header.data_offset
         while at < size:
@@ -167,26 +222,37 @@ def iter_blocks(path: PathLike, block_events: int | None = None) -> Iterator[np.
                 while done < number:
                     count = min(step, number - done)
                     raw = np.fromfile(f, dtype=POLARITY_DTYPE, count=count)
-                    yield decode(raw, int(h["ts_overflow"]), start + 8 * done, path)
+                    yield decode(
+                        raw, int(h["ts_overflow"]), start + 8 * done, path, sensor, drop, report
+                    )
                     done += count
             at = start + data_bytes
 
 
-def read(path: PathLike) -> np.ndarray:
+def read(path: PathLike, on_invalid: str = "raise", report: DropReport | None = None) -> np.ndarray:
     """All polarity events of an AEDAT 3.1 file (EVENT_DTYPE, stably sorted by ``t``).
 
     The file is memory-mapped and its packets decoded in one numba pass; if
     that pass meets a problem, the file is re-read packet by packet with
     :func:`iter_blocks`, which raises the detailed error.
     """
+    drop = check_on_invalid(on_invalid)
     with open(path, "rb") as f:
         header = _read_header(f, path)
+        sensor = sensor_of(header)
         body = file_size(f) - header.data_offset
         out = np.empty(max(body, 0) // POLARITY_DTYPE.itemsize, dtype=EVENT_DTYPE)
         with mapped_bytes(f, header.data_offset, body) as raw:
-            n, ok, ordered = decode_aedat31(raw, out)
-    if not ok:
-        return sorted_by_time(concat(iter_blocks(path)))  # raises the detailed error
+            n, ok, ordered, bad_x, bad_y, first_bad = decode_aedat31(
+                raw, out, sensor.width or 0, sensor.height or 0, drop
+            )
+    if not ok:  # raises the detailed error
+        return sorted_by_time(concat(iter_blocks(path, None, on_invalid, report)))
+    if report is not None and first_bad >= 0:
+        at = header.data_offset + int(first_bad)
+        for axis, count in (("x", bad_x), ("y", bad_y)):
+            if count:
+                report.add(sensor.reason(axis), int(count), at)
     events = out[:n] if 2 * n >= out.shape[0] else out[:n].copy()
     return events if ordered else sorted_by_time(events)
 
@@ -207,7 +273,6 @@ def write(
     """
     if packet_events < 1:
         raise ValueError(f"packet_events must be >= 1, got {packet_events}")
-    cols = columns_for_write(events, FORMAT, COORD_MAX, COORD_MAX, (1 << 62) - 1)
     lines = list(DEFAULT_HEADER[1:] if header_lines is None else header_lines)
     if lines and lines[0].strip() == VERSION_LINE:
         lines = lines[1:]
@@ -216,6 +281,11 @@ def write(
     for line in lines:
         if not line.startswith("#") or "\n" in line or "\r" in line:
             raise ValueError(f"header line {line!r} must start with '#' and have no line break")
+    sensor = sensor_of(Header(FORMAT, fields=parse_fields(lines)))
+    x_max = COORD_MAX if sensor.width is None else sensor.width - 1
+    y_max = COORD_MAX if sensor.height is None else sensor.height - 1
+    fmt = FORMAT if sensor.width is None else f"{FORMAT} with {sensor.source}"
+    cols = columns_for_write(events, fmt, x_max, y_max, (1 << 62) - 1)
     text = "".join(f"{line}\r\n" for line in [VERSION_LINE, *lines, END_LINE.decode()])
     records = np.empty(len(cols), dtype=POLARITY_DTYPE)
     records["data"] = (cols.x << 17) | (cols.y << 2) | (cols.p << 1) | 1

@@ -14,6 +14,11 @@ fit in 23 bits after the markers written so far, it writes just enough markers
 the events written. Writable coordinates: ``x`` in 0..255, ``y`` in 0..239
 (``y = 240`` is the marker); N-MNIST is 34x34, N-Caltech101 up to 240x180.
 
+Validation: a record with ``y > 240`` lies outside the ATIS sensor (rows
+0..239; ``x`` is one byte and the polarity one bit, so both are always
+valid): it raises :class:`EventFormatError` at its byte offset, or with
+``on_invalid="drop"`` it is skipped and counted.
+
 Reading a whole file returns the events in file order, stably sorted by
 ``t`` only if the file's timestamps decrease somewhere.
 """
@@ -36,6 +41,7 @@ from ._base import (
     sorted_by_time,
 )
 from ._kernels import decode_atis
+from ._validate import DropReport, Sensor, check_on_invalid, describe
 from .sniff import HEAD_BYTES, looks_like_dat_header
 
 FORMAT = "atis-bin"
@@ -44,6 +50,7 @@ MARKER_Y = 240
 OVERFLOW_STEP = 1 << 13  # us added per overflow marker
 RAW_T_MAX = (1 << 23) - 1
 X_MAX, Y_MAX = 255, MARKER_Y - 1
+SENSOR = Sensor(None, MARKER_Y, "ATIS rows; y = 240 is the overflow marker")
 
 
 def read_header(path: PathLike) -> Header:
@@ -60,20 +67,41 @@ def check_not_other_format(head: bytes, path: PathLike) -> None:
         raise format_error(FORMAT, path, "starts with a '%' text header: a Prophesee .dat?", 0)
 
 
-def decode(raw: np.ndarray, markers_before: int = 0) -> tuple[np.ndarray, int, bool]:
+def decode(
+    raw: np.ndarray,
+    markers_before: int = 0,
+    *,
+    drop: bool = False,
+    offset: int = 0,
+    path: PathLike = "",
+    report: DropReport | None = None,
+) -> tuple[np.ndarray, int, bool]:
     """Decode whole records.
 
     Args:
         raw: uint8 array, length a multiple of 5.
         markers_before: overflow markers seen earlier in the file.
+        drop: skip records outside the sensor (counted in ``report``) instead of raising.
+        offset: byte offset of ``raw[0]`` in the file (for errors).
 
     Returns:
         ``(events, markers, ordered)``: the events (markers dropped, overflow
         applied), the marker count including this block's, and whether the
         events' timestamps are sorted.
+
+    Raises:
+        EventFormatError: a record with ``y > 240`` (without ``drop``).
     """
     out = np.empty(raw.shape[0] // RECORD_BYTES, dtype=EVENT_DTYPE)
-    n, markers, ordered = decode_atis(raw, out, markers_before)
+    n, markers, ordered, n_bad, first_bad = decode_atis(raw, out, markers_before, drop)
+    if n_bad:
+        at = offset + RECORD_BYTES * int(first_bad)
+        if not drop:
+            bad = np.zeros(1, dtype=EVENT_DTYPE)
+            bad["y"] = raw[RECORD_BYTES * int(first_bad) + 1]
+            raise format_error(FORMAT, path, describe(bad[0], SENSOR), at)
+        if report is not None:
+            report.add(SENSOR.reason("y"), int(n_bad), at)
     return (out if n == out.shape[0] else out[:n]), int(markers), bool(ordered)
 
 
@@ -89,13 +117,20 @@ def _open_checked(f, path: PathLike) -> int:
     return size // RECORD_BYTES
 
 
-def iter_blocks(path: PathLike, block_events: int = 1_000_000) -> Iterator[np.ndarray]:
+def iter_blocks(
+    path: PathLike,
+    block_events: int = 1_000_000,
+    on_invalid: str = "raise",
+    report: DropReport | None = None,
+) -> Iterator[np.ndarray]:
     """Decode the file in blocks of at most ``block_events`` records (``np.fromfile``).
 
     Raises:
         EventFormatError: if the size is not a multiple of 5 (offset of the
-            truncated record) or the file is another format.
+            truncated record), the file is another format, or a record lies
+            outside the sensor (without ``on_invalid="drop"``).
     """
+    drop = check_on_invalid(on_invalid)
     with open(path, "rb") as f:
         n_records = _open_checked(f, path)
         markers = 0
@@ -103,21 +138,25 @@ def iter_blocks(path: PathLike, block_events: int = 1_000_000) -> Iterator[np.nd
         while done < n_records:
             count = min(block_events, n_records - done)
             raw = np.fromfile(f, dtype=np.uint8, count=count * RECORD_BYTES)
-            events, markers, _ = decode(raw, markers)
+            events, markers, _ = decode(
+                raw, markers, drop=drop, offset=RECORD_BYTES * done, path=path, report=report
+            )
             done += count
             yield events
 
 
-def read(path: PathLike) -> np.ndarray:
+def read(path: PathLike, on_invalid: str = "raise", report: DropReport | None = None) -> np.ndarray:
     """All events of an ATIS ``.bin`` file (EVENT_DTYPE, sorted by ``t``).
 
     The file is memory-mapped and decoded in one pass; events come in file
     order unless their timestamps decrease, then they are stably sorted.
+    ``on_invalid="drop"`` skips records outside the sensor and counts them in ``report``.
     """
+    drop = check_on_invalid(on_invalid)
     with open(path, "rb") as f:
         n_records = _open_checked(f, path)
         with mapped_bytes(f, 0, n_records * RECORD_BYTES) as raw:
-            events, _, ordered = decode(raw)
+            events, _, ordered = decode(raw, drop=drop, path=path, report=report)
     return events if ordered else sorted_by_time(events)
 
 
